@@ -1,0 +1,310 @@
+//! Single-precision GEMM: `C ← α·op(A)·op(B) + β·C`, then an optional fused epilogue.
+//!
+//! Dimension legend: `op(A)` is `m × k`, `op(B)` is `k × n`, `C` is `m × n`.
+//!
+//! Every operand is a strided view: element `(i, j)` of a view lives at
+//! `data[i·row_stride + j·col_stride]`. A row-major `m × k` matrix has strides
+//! `(k, 1)`; its transpose is the same memory with the strides swapped, so
+//! `op = transpose` costs nothing ([`MatRef::t`]). Backward passes use this for
+//! `Aᵀ·B` and `A·Bᵀ` without materialising a transpose.
+//!
+//! β = 0: C is not read (it may hold NaN or garbage); β = 1 accumulates.
+//!
+//! Determinism: every element of C is computed by exactly one thread, summing over
+//! `k` in the same order whatever the thread count, so results are bit-identical for
+//! 1 and N threads.
+
+/// A read-only strided view of an `f32` matrix.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// A mutable strided view of an `f32` matrix (the output `C`).
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// Elements a `rows × cols` view with the given strides touches (0 when empty).
+fn span(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Option<usize> {
+    if rows == 0 || cols == 0 {
+        return Some(0);
+    }
+    (rows - 1).checked_mul(row_stride)?.checked_add((cols - 1).checked_mul(col_stride)?)?.checked_add(1)
+}
+
+fn check_view(
+    name: &'static str,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+) -> Result<(), KernelError> {
+    match span(rows, cols, row_stride, col_stride) {
+        Some(needed) if needed <= len => Ok(()),
+        needed => Err(KernelError::ViewOutOfBounds {
+            name,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+            needed: needed.unwrap_or(usize::MAX),
+            len,
+        }),
+    }
+}
+
+impl<'a> MatRef<'a> {
+    /// A `rows × cols` view of `data` with element `(i, j)` at `data[i·row_stride + j·col_stride]`.
+    pub fn new(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<Self, KernelError> {
+        check_view("a", data.len(), rows, cols, row_stride, col_stride)?;
+        Ok(Self { data, rows, cols, row_stride, col_stride })
+    }
+
+    /// A row-major `rows × cols` view (strides `(cols, 1)`); `data` must hold exactly `rows·cols` elements.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, KernelError> {
+        let expected = rows.saturating_mul(cols);
+        if data.len() != expected {
+            return Err(KernelError::BadLength { name: "matrix", len: data.len(), expected });
+        }
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transpose: the same memory with rows and columns (and their strides) swapped.
+    #[must_use]
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Distance in elements between rows.
+    pub fn row_stride(&self) -> usize {
+        self.row_stride
+    }
+    /// Distance in elements between columns.
+    pub fn col_stride(&self) -> usize {
+        self.col_stride
+    }
+    /// The underlying slice.
+    pub fn data(&self) -> &'a [f32] {
+        self.data
+    }
+    /// Element `(i, j)`. Panics when out of range (used by reference code and tests).
+    #[inline]
+    pub fn at(&self, i: usize, j: usize) -> f32 {
+        assert!(i < self.rows && j < self.cols);
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+}
+
+impl<'a> MatMut<'a> {
+    /// A `rows × cols` mutable view; rejects views that run past the slice or alias
+    /// themselves (two elements at one address would make the result depend on order).
+    pub fn new(
+        data: &'a mut [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<Self, KernelError> {
+        check_view("c", data.len(), rows, cols, row_stride, col_stride)?;
+        let aliased = (rows > 1 && row_stride == 0)
+            || (cols > 1 && col_stride == 0)
+            || (rows > 1 && cols > 1 && row_stride == col_stride);
+        if aliased {
+            return Err(KernelError::AliasedOutput { rows, cols, row_stride, col_stride });
+        }
+        Ok(Self { data, rows, cols, row_stride, col_stride })
+    }
+
+    /// A row-major `rows × cols` mutable view; `data` must hold exactly `rows·cols` elements.
+    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Result<Self, KernelError> {
+        let expected = rows.saturating_mul(cols);
+        if data.len() != expected {
+            return Err(KernelError::BadLength { name: "matrix", len: data.len(), expected });
+        }
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Distance in elements between rows.
+    pub fn row_stride(&self) -> usize {
+        self.row_stride
+    }
+    /// Distance in elements between columns.
+    pub fn col_stride(&self) -> usize {
+        self.col_stride
+    }
+    /// The underlying slice.
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        self.data
+    }
+    /// A read-only view of the same matrix.
+    pub fn as_ref(&self) -> MatRef<'_> {
+        MatRef {
+            data: self.data,
+            rows: self.rows,
+            cols: self.cols,
+            row_stride: self.row_stride,
+            col_stride: self.col_stride,
+        }
+    }
+}
+
+/// A bias added to every element of `C` after the product.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Bias<'a> {
+    /// No bias.
+    #[default]
+    None,
+    /// `C[i, j] += bias[j]`, `bias.len() == n` (dense layers: one bias per output feature).
+    PerCol(&'a [f32]),
+    /// `C[i, j] += bias[i]`, `bias.len() == m` (convolution as `W·cols`: one bias per channel).
+    PerRow(&'a [f32]),
+}
+
+/// Work fused onto the way out of the microkernel, applied in this order after
+/// `α·op(A)·op(B) + β·C`: add [`Bias`], apply ReLU, multiply by the ReLU mask.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    /// Bias to add.
+    pub bias: Bias<'a>,
+    /// `C ← max(C, 0)`.
+    pub relu: bool,
+    /// Backward through a ReLU: `C[i, j] ← C[i, j] if mask[i, j] > 0 else 0`, where
+    /// `mask` is the ReLU's forward output, an `m × n` view.
+    pub relu_mask: Option<MatRef<'a>>,
+}
+
+impl Epilogue<'_> {
+    /// No epilogue: plain GEMM.
+    pub const NONE: Epilogue<'static> = Epilogue { bias: Bias::None, relu: false, relu_mask: None };
+
+    /// Checks bias and mask shapes against an `m × n` output.
+    pub(crate) fn check(&self, m: usize, n: usize) -> Result<(), KernelError> {
+        match self.bias {
+            Bias::PerCol(b) if b.len() != n => {
+                return Err(KernelError::BadLength { name: "bias", len: b.len(), expected: n });
+            }
+            Bias::PerRow(b) if b.len() != m => {
+                return Err(KernelError::BadLength { name: "bias", len: b.len(), expected: m });
+            }
+            _ => {}
+        }
+        if let Some(mask) = self.relu_mask
+            && (mask.rows() != m || mask.cols() != n)
+        {
+            return Err(KernelError::DimensionMismatch {
+                a_rows: mask.rows(),
+                a_cols: mask.cols(),
+                b_rows: m,
+                b_cols: n,
+                c_rows: m,
+                c_cols: n,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies the epilogue to one finished element `(i, j)` of C.
+    #[inline(always)]
+    pub(crate) fn apply(&self, i: usize, j: usize, mut x: f32) -> f32 {
+        match self.bias {
+            Bias::None => {}
+            Bias::PerCol(b) => x += b[j],
+            Bias::PerRow(b) => x += b[i],
+        }
+        if self.relu {
+            x = x.max(0.0);
+        }
+        if let Some(mask) = self.relu_mask
+            && mask.at(i, j) <= 0.0
+        {
+            x = 0.0;
+        }
+        x
+    }
+}
+
+/// How many threads a GEMM may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Parallelism {
+    /// The calling thread only.
+    None,
+    /// The current rayon pool (small problems still stay on one thread). The result
+    /// is bit-identical to [`Parallelism::None`].
+    #[default]
+    Rayon,
+}
+
+use crate::KernelError;
+
+/// `C ← α·A·B + β·C`, then `epilogue`, where `A` is `m × k`, `B` is `k × n` and `C`
+/// is `m × n` (pass `a.t()` / `b.t()` for the transposed forms).
+///
+/// β = 0: C is not read, so it may hold NaN. `k = 0` gives `C ← β·C` (then the epilogue).
+///
+/// # Errors
+/// [`KernelError::DimensionMismatch`] when the shapes do not chain, and
+/// [`KernelError::BadLength`] when a bias or mask does not fit `C`.
+pub fn gemm(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut MatMut<'_>,
+    epilogue: &Epilogue<'_>,
+    parallelism: Parallelism,
+) -> Result<(), KernelError> {
+    if a.cols != b.rows || a.rows != c.rows || b.cols != c.cols {
+        return Err(KernelError::DimensionMismatch {
+            a_rows: a.rows,
+            a_cols: a.cols,
+            b_rows: b.rows,
+            b_cols: b.cols,
+            c_rows: c.rows,
+            c_cols: c.cols,
+        });
+    }
+    epilogue.check(c.rows, c.cols)?;
+    let _ = parallelism;
+    // Placeholder until the packed BLIS path lands: the reference loop.
+    crate::reference::gemm_naive(alpha, a, b, beta, c, epilogue);
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! The numerical core of actprune: single-precision GEMM and the convolution
+//! kernels that every layer of `net` runs on.
+//!
+//! Owns: `C ← α·op(A)·op(B) + β·C` over strided matrices ([`gemm`]), with fused
+//! epilogues (bias, ReLU, ReLU mask); im2col/col2im and direct convolution over
+//! NCHW batches ([`conv`]); the naive reference implementations the fast paths are
+//! tested against ([`reference`]).
+//!
+//! Must not know about: layers, models, losses, training, datasets or pruning. It
+//! sees slices of `f32`, shapes and strides, nothing more. `unsafe` is allowed here
+//! (and in `mnist-io`) only; every block carries a `// SAFETY:` line.
+
+pub mod conv;
+mod error;
+pub mod gemm;
+pub mod reference;
+pub mod simd;
+
+pub use conv::ConvGeometry;
+pub use error::KernelError;
+pub use gemm::{Bias, Epilogue, MatMut, MatRef, Parallelism, gemm};
+pub use simd::SimdPath;

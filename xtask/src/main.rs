@@ -1,0 +1,45 @@
+//! actprune's command line, in the cargo-xtask pattern: `cargo xtask <command>`.
+//!
+//! One module per command. This binary is the only place (with `tests/`) that uses
+//! `anyhow`; the library crates return their own typed errors.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+mod fetch_mnist;
+mod test;
+mod tidy;
+
+/// actprune: train small CNNs and MLPs on the CPU and prune them by the activation
+/// status of their neurons.
+#[derive(Parser)]
+#[command(name = "cargo xtask", arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download (or copy from an offline mirror) and verify the four MNIST files.
+    FetchMnist(fetch_mnist::Args),
+    /// Fetch MNIST if missing, then run the whole test suite (including the tests that
+    /// need the real data) and the portable-SIMD kernel tests.
+    Test(test::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::FetchMnist(args) => fetch_mnist::run(&args),
+        Command::Test(args) => test::run(&args),
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
