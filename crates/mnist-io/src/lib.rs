@@ -9,3 +9,31 @@
 //! Must not know about: tensors, layers, models, training or pruning; it depends on
 //! no other crate of this workspace. `unsafe` is allowed here (the mmap) and in
 //! `kernels` only.
+//!
+//! A training loop:
+//! ```no_run
+//! # use std::path::Path;
+//! use mnist_io::{Mnist, Normalize, shuffled, split, write_batch};
+//! let mnist = Mnist::open(Path::new("data/mnist"))?;
+//! let parts = split(mnist.train.len(), 10_000, 42);
+//! let batch = 64;
+//! let mut images = vec![0.0f32; batch * mnist.train.image_len()];
+//! let mut labels = vec![0u32; batch];
+//! for epoch in 0..2 {
+//!     for chunk in shuffled(&parts.train, 42, epoch).chunks(batch) {
+//!         write_batch(&mnist.train, chunk, Normalize::default(), &mut images, &mut labels);
+//!         // Train on images[..chunk.len() * image_len] and labels[..chunk.len()].
+//!     }
+//! }
+//! # Ok::<(), mnist_io::IdxError>(())
+//! ```
+
+mod batch;
+mod dataset;
+mod error;
+mod idx;
+
+pub use batch::{Normalize, Split, shuffled, split, write_batch};
+pub use dataset::{Dataset, Mnist, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
+pub use error::IdxError;
+pub use idx::{IMAGE_MAGIC, LABEL_MAGIC};
