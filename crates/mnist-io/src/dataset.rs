@@ -222,6 +222,205 @@ fn find(dir: &Path, stem: &str, what: &'static str) -> Result<PathBuf, IdxError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::{gzip, header, images_bytes, labels_bytes, write};
+    use crate::{IMAGE_MAGIC, LABEL_MAGIC};
+
+    /// Opens `images` and `labels` bytes written to a temporary folder.
+    fn open_bytes(images: &[u8], labels: &[u8]) -> (tempfile::TempDir, Result<Dataset, IdxError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let i = write(dir.path(), "images", images);
+        let l = write(dir.path(), "labels", labels);
+        let result = Dataset::open(&i, &l);
+        (dir, result)
+    }
+
+    /// The error of opening bad bytes, checking that its message names the file.
+    fn error_of(images: &[u8], labels: &[u8], bad_file: &str) -> IdxError {
+        let (dir, result) = open_bytes(images, labels);
+        let err = result.expect_err("the files are invalid");
+        let message = err.to_string();
+        let bad = dir.path().join(bad_file);
+        assert!(message.contains(&*bad.to_string_lossy()), "{message:?} should name {bad:?}");
+        err
+    }
+
+    #[test]
+    fn opens_non_square_images_without_copying_them() {
+        let (_dir, ds) = open_bytes(&images_bytes(3, 2, 5), &labels_bytes(&[0, 7, 3]));
+        let ds = ds.unwrap();
+        assert_eq!(ds.len(), 3);
+        assert!(!ds.is_empty());
+        assert_eq!(ds.image_dims(), (2, 5));
+        assert_eq!(ds.image_len(), 10);
+        assert_eq!(ds.num_classes(), 8);
+        assert_eq!(ds.images().len(), 30);
+        assert_eq!(ds.image(1), &[7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+        assert_eq!(ds.labels(), &[0, 7, 3]);
+        assert_eq!(ds.label(2), 3);
+        // A raw file is mapped, never copied to the heap.
+        assert!(matches!(ds.images.bytes_kind(), "mapped"));
+    }
+
+    #[test]
+    fn gz_files_give_the_same_dataset_as_raw_files() {
+        let images = images_bytes(4, 3, 1);
+        let labels = labels_bytes(&[1, 0, 255, 2]);
+        let (_d1, raw) = open_bytes(&images, &labels);
+        let (_d2, gz) = open_bytes(&gzip(&images), &gzip(&labels));
+        let (raw, gz) = (raw.unwrap(), gz.unwrap());
+        assert_eq!(raw.images(), gz.images());
+        assert_eq!(raw.labels(), gz.labels());
+        assert_eq!(gz.image_dims(), (3, 1));
+        assert_eq!(gz.num_classes(), 256);
+        assert!(matches!(gz.images.bytes_kind(), "heap"));
+    }
+
+    #[test]
+    fn missing_file_is_an_io_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = write(dir.path(), "labels", &labels_bytes(&[1]));
+        let absent = dir.path().join("no-such-file");
+        let err = Dataset::open(&absent, &labels).unwrap_err();
+        assert!(matches!(err, IdxError::Io { ref path, .. } if path == &absent), "{err}");
+    }
+
+    #[test]
+    fn wrong_magic_is_refused() {
+        let mut images = images_bytes(1, 2, 2);
+        images[..4].copy_from_slice(&LABEL_MAGIC.to_be_bytes());
+        let err = error_of(&images, &labels_bytes(&[0]), "images");
+        assert!(matches!(err, IdxError::BadMagic { found: LABEL_MAGIC, expected: IMAGE_MAGIC, .. }), "{err}");
+        // Labels with the images' magic: a swapped pair of files.
+        let err = error_of(&images_bytes(1, 2, 2), &images_bytes(1, 2, 2), "labels");
+        assert!(matches!(err, IdxError::BadMagic { found: IMAGE_MAGIC, expected: LABEL_MAGIC, .. }), "{err}");
+    }
+
+    #[test]
+    fn short_or_empty_files_are_refused() {
+        let labels = labels_bytes(&[0]);
+        let err = error_of(&[], &labels, "images");
+        assert!(matches!(err, IdxError::ShortHeader { actual: 0, needed: 16, .. }), "{err}");
+        let err = error_of(&images_bytes(1, 2, 2)[..10], &labels, "images");
+        assert!(matches!(err, IdxError::ShortHeader { actual: 10, needed: 16, .. }), "{err}");
+        let err = error_of(&images_bytes(1, 2, 2), &labels[..5], "labels");
+        assert!(matches!(err, IdxError::ShortHeader { actual: 5, needed: 8, .. }), "{err}");
+    }
+
+    #[test]
+    fn truncated_data_is_refused() {
+        let images = images_bytes(3, 4, 4);
+        let err = error_of(&images[..images.len() - 1], &labels_bytes(&[0, 1, 2]), "images");
+        assert!(
+            matches!(err, IdxError::Truncated { expected: 64, actual: 63, ref dims, .. } if dims == &[3, 4, 4]),
+            "{err}"
+        );
+        let labels = labels_bytes(&[0, 1, 2]);
+        let err = error_of(&images, &labels[..10], "labels");
+        assert!(matches!(err, IdxError::Truncated { expected: 11, actual: 10, .. }), "{err}");
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut images = images_bytes(2, 3, 3);
+        images.push(0);
+        let err = error_of(&images, &labels_bytes(&[0, 1]), "images");
+        assert!(matches!(err, IdxError::TrailingBytes { expected: 34, .. }), "{err}");
+        let err = error_of(&gzip(&images), &labels_bytes(&[0, 1]), "images");
+        assert!(matches!(err, IdxError::TrailingBytes { expected: 34, .. }), "{err}");
+    }
+
+    #[test]
+    fn header_dimensions_that_overflow_are_refused() {
+        let images = header(IMAGE_MAGIC, &[u32::MAX, u32::MAX, u32::MAX]);
+        let err = error_of(&images, &labels_bytes(&[0]), "images");
+        assert!(matches!(err, IdxError::DimsOverflow { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_lying_gz_header_does_not_allocate_its_claim() {
+        // 4 Gi images of 256 × 256 claimed, 10 pixels present: refused as truncated,
+        // after decoding only what is there (an allocation of 2^48 bytes would abort).
+        let mut images = header(IMAGE_MAGIC, &[u32::MAX, 256, 256]);
+        images.extend_from_slice(&[1; 10]);
+        let err = error_of(&gzip(&images), &labels_bytes(&[0]), "images");
+        assert!(matches!(err, IdxError::Truncated { actual: 26, .. }), "{err}");
+    }
+
+    #[test]
+    fn corrupt_or_truncated_gz_is_refused() {
+        let gz = gzip(&images_bytes(20, 8, 8));
+        let err = error_of(&gz[..gz.len() / 2], &labels_bytes(&[0; 20]), "images");
+        assert!(matches!(err, IdxError::Gzip { .. }), "{err}");
+        // A flipped byte in the 8-byte trailer: the CRC32 no longer matches.
+        let mut bad = gz.clone();
+        let at = bad.len() - 6;
+        bad[at] ^= 0xff;
+        let err = error_of(&bad, &labels_bytes(&[0; 20]), "images");
+        assert!(matches!(err, IdxError::Gzip { .. }), "{err}");
+    }
+
+    #[test]
+    fn empty_datasets_are_refused() {
+        let err = error_of(&images_bytes(0, 28, 28), &labels_bytes(&[]), "images");
+        assert!(matches!(err, IdxError::Empty { .. }), "{err}");
+        let err = error_of(&images_bytes(2, 0, 28), &labels_bytes(&[0, 1]), "images");
+        assert!(matches!(err, IdxError::EmptyImage { rows: 0, cols: 28, .. }), "{err}");
+        let err = error_of(&images_bytes(1, 1, 1), &labels_bytes(&[]), "labels");
+        assert!(matches!(err, IdxError::Empty { .. }), "{err}");
+    }
+
+    #[test]
+    fn image_and_label_counts_must_agree() {
+        let err = error_of(&images_bytes(3, 2, 2), &labels_bytes(&[0, 1]), "labels");
+        assert!(matches!(err, IdxError::CountMismatch { image_count: 3, label_count: 2, .. }), "{err}");
+        assert!(err.to_string().contains("images"), "{err}");
+    }
+
+    #[test]
+    fn check_labels_names_the_first_label_out_of_range() {
+        let (_dir, ds) = open_bytes(&images_bytes(4, 1, 1), &labels_bytes(&[0, 9, 10, 12]));
+        let ds = ds.unwrap();
+        assert!(ds.check_labels(13).is_ok());
+        let err = ds.check_labels(10).unwrap_err();
+        assert!(
+            matches!(err, IdxError::LabelOutOfRange { index: 2, label: 10, classes: 10, ref path } if path == ds.labels_path()),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&*ds.labels_path().to_string_lossy()));
+    }
+
+    #[test]
+    #[should_panic(expected = "out of range")]
+    fn image_index_out_of_range_panics_like_slice_indexing() {
+        let (_dir, ds) = open_bytes(&images_bytes(2, 1, 1), &labels_bytes(&[0, 1]));
+        let _ = ds.unwrap().image(2);
+    }
+
+    #[test]
+    fn mnist_open_finds_standard_dotted_and_gz_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "train-images.idx3-ubyte", &images_bytes(5, 3, 2));
+        write(d, "train-labels-idx1-ubyte.gz", &gzip(&labels_bytes(&[0, 1, 2, 3, 4])));
+        write(d, "t10k-images-idx3-ubyte", &images_bytes(2, 3, 2));
+        write(d, "t10k-labels.idx1-ubyte.gz", &gzip(&labels_bytes(&[4, 0])));
+        let mnist = Mnist::open(d).unwrap();
+        assert_eq!((mnist.train.len(), mnist.test.len()), (5, 2));
+        assert_eq!(mnist.train.image_dims(), (3, 2));
+        assert_eq!(mnist.test.labels(), &[4, 0]);
+        // With both present, the raw (mappable) file wins over the compressed one.
+        write(d, "t10k-labels-idx1-ubyte", &labels_bytes(&[1, 1]));
+        assert_eq!(Mnist::open(d).unwrap().test.labels(), &[1, 1]);
+    }
+
+    #[test]
+    fn mnist_open_names_the_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "train-images-idx3-ubyte", &images_bytes(1, 1, 1));
+        let err = Mnist::open(dir.path()).unwrap_err();
+        assert!(matches!(err, IdxError::Missing { what: "training labels", .. }), "{err}");
+        assert!(err.to_string().contains("train-labels-idx1-ubyte"), "{err}");
+    }
 
     #[test]
     fn candidates_cover_standard_dotted_and_gz_names() {

@@ -127,6 +127,15 @@ impl IdxFile {
         &self.dims
     }
 
+    /// Where the bytes live, for tests: `"mapped"` or `"heap"`.
+    #[cfg(test)]
+    pub(crate) fn bytes_kind(&self) -> &'static str {
+        match self.bytes {
+            Bytes::Mapped(_) => "mapped",
+            Bytes::Heap(_) => "heap",
+        }
+    }
+
     /// The elements, after the header: exactly the product of the dimensions.
     pub(crate) fn data(&self) -> &[u8] {
         &self.bytes.as_slice()[self.header_len..]

@@ -32,6 +32,8 @@ mod batch;
 mod dataset;
 mod error;
 mod idx;
+#[cfg(test)]
+mod testutil;
 
 pub use batch::{Normalize, Split, shuffled, split, write_batch};
 pub use dataset::{Dataset, Mnist, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
