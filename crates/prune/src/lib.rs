@@ -9,3 +9,11 @@
 //!
 //! Must not know about: SIMD, file downloads or experiment reports; it sees models
 //! only through `net`'s public API. It contains no `unsafe`.
+
+pub mod criteria;
+pub mod error;
+pub mod status;
+
+pub use criteria::{Context, Criterion, Scores};
+pub use error::PruneError;
+pub use status::{ActivationStatus, ConvDecision, LayerStatus};
