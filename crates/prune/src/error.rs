@@ -60,4 +60,7 @@ pub enum PruneError {
         /// The accepted names.
         accepted: &'static str,
     },
+    /// An error from `net` (a model that does not chain, a failed pass, training).
+    #[error(transparent)]
+    Net(#[from] net::NetError),
 }

@@ -13,6 +13,7 @@
 pub mod criteria;
 pub mod error;
 pub mod status;
+pub mod surgery;
 
 pub use criteria::{Context, Criterion, Scores};
 pub use error::PruneError;
