@@ -9,3 +9,20 @@
 //! Must not know about: pruning, significance criteria or experiments (those live in
 //! `prune` and `xtask`), nor SIMD or cache blocking (those live in `kernels`). It
 //! contains no `unsafe`.
+//!
+//! Threads: callers choose the thread count by running inside a rayon pool
+//! (`pool.install(|| …)`); `net` and `kernels` use the current pool, and results are
+//! bit-identical for any thread count.
+
+mod error;
+pub mod init;
+pub mod layers;
+mod loss;
+mod model;
+pub mod spec;
+
+pub use error::NetError;
+pub use init::Init;
+pub use layers::{Conv2d, Layer, Linear, MaxPool2d};
+pub use model::{GradientFn, Model, OutputFn, Workspace};
+pub use spec::{LayerSpec, parse_spec};

@@ -1,0 +1,95 @@
+//! Fully connected layer, PyTorch's `nn.Linear`: `out = inp · Wᵀ + b`.
+//!
+//! Dimension legend: `B` batch, `I` in_features, `O` out_features.
+//! Layouts: `inp` row-major `B × I`, `out` row-major `B × O`, `weight` row-major
+//! `O × I` (PyTorch's layout), `bias` `O`.
+
+use kernels::{Bias, Epilogue, KernelError, MatMut, MatRef, Parallelism, gemm};
+
+/// A fully connected layer with owned parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linear {
+    /// Input features `I`.
+    pub in_features: usize,
+    /// Output features `O`.
+    pub out_features: usize,
+    /// `O × I`, row-major (PyTorch layout).
+    pub weight: Vec<f32>,
+    /// `O`.
+    pub bias: Vec<f32>,
+}
+
+impl Linear {
+    /// A layer with zero parameters (initialise with [`crate::init`]).
+    pub fn zeros(in_features: usize, out_features: usize) -> Self {
+        Linear {
+            in_features,
+            out_features,
+            weight: vec![0.0; in_features * out_features],
+            bias: vec![0.0; out_features],
+        }
+    }
+
+    /// Multiply-accumulates per image, `I·O`.
+    pub fn macs(&self) -> usize {
+        self.in_features * self.out_features
+    }
+}
+
+/// out (B × O) = inp (B × I) · weightᵀ (I × O) + bias (O), then `max(·, 0)` when `relu`.
+pub(crate) fn forward(
+    out: &mut [f32],
+    inp: &[f32],
+    layer: &Linear,
+    batch: usize,
+    relu: bool,
+) -> Result<(), KernelError> {
+    let (i, o) = (layer.in_features, layer.out_features);
+    let x = MatRef::row_major(inp, batch, i)?;
+    let w = MatRef::row_major(&layer.weight, o, i)?;
+    let mut y = MatMut::row_major(out, batch, o)?;
+    let epilogue = Epilogue { bias: Bias::PerCol(&layer.bias), relu, relu_mask: None };
+    gemm(1.0, x, w.t(), 0.0, &mut y, &epilogue, Parallelism::Rayon)
+}
+
+/// Backward of out = inp · Wᵀ + b, given dout (B × O):
+/// - dweight (O × I) += doutᵀ (O × B) · inp (B × I)
+/// - dbias (O) += Σ_b dout[b, :]
+/// - dinp (B × I) = dout (B × O) · weight (O × I), overwritten, when asked for. When
+///   `mask` (B × I, the output of a ReLU that fed this layer) is given, the ReLU's
+///   backward is fused in: dinp[b, i] = 0 where mask[b, i] ≤ 0.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
+    dinp: Option<&mut [f32]>,
+    dweight: &mut [f32],
+    dbias: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    layer: &Linear,
+    batch: usize,
+    mask: Option<&[f32]>,
+) -> Result<(), KernelError> {
+    let (i, o) = (layer.in_features, layer.out_features);
+    let dy = MatRef::row_major(dout, batch, o)?;
+    let x = MatRef::row_major(inp, batch, i)?;
+    let mut dw = MatMut::row_major(dweight, o, i)?;
+    gemm(1.0, dy.t(), x, 1.0, &mut dw, &Epilogue::NONE, Parallelism::Rayon)?;
+    // The bias gradient sums over the batch in a fixed order (row by row), so it is
+    // the same for any thread count.
+    for row in dout.chunks_exact(o) {
+        for (g, &d) in dbias.iter_mut().zip(row) {
+            *g += d;
+        }
+    }
+    if let Some(dinp) = dinp {
+        let w = MatRef::row_major(&layer.weight, o, i)?;
+        let mut dx = MatMut::row_major(dinp, batch, i)?;
+        let relu_mask = match mask {
+            Some(m) => Some(MatRef::row_major(m, batch, i)?),
+            None => None,
+        };
+        let epilogue = Epilogue { bias: Bias::None, relu: false, relu_mask };
+        gemm(1.0, dy, w, 0.0, &mut dx, &epilogue, Parallelism::Rayon)?;
+    }
+    Ok(())
+}

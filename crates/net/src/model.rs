@@ -1,0 +1,667 @@
+//! A sequential model: layers built from a spec, their shapes, and the forward and
+//! backward passes over a batch, with all buffers held in a reusable [`Workspace`].
+//!
+//! Dimension legend: `B` batch, `[C, H, W]` the per-image shape of a layer's output
+//! (dense layers `[n, 1, 1]`), `K` classes. Every buffer is NCHW, row-major.
+//!
+//! Fusion: in [`Model::forward`] and training, a Linear or Conv2d followed by a ReLU
+//! runs as one GEMM with the ReLU in its epilogue (the pre-ReLU output is then not
+//! kept), and on the way back a Linear or MaxPool2d below which sits a ReLU applies
+//! the ReLU mask itself. [`Model::forward_inspect`] and [`Model::inspect_gradients`]
+//! fuse nothing, so every layer's output and gradient is materialised.
+
+use crate::NetError;
+use crate::init::{Init, init_layers};
+use crate::layers::{Conv2d, Layer, Linear, MaxPool2d, conv2d, flatten, linear, maxpool2d, relu};
+use crate::loss::softmax_cross_entropy;
+use crate::spec::{LayerSpec, parse_spec_with_input, spec_string};
+
+/// The inspector of [`Model::forward_inspect`]: `f(layer_index, output, [C, H, W])`,
+/// `output` being `B × C × H × W`.
+pub type OutputFn<'a> = dyn FnMut(usize, &[f32], [usize; 3]) + 'a;
+
+/// The inspector of [`Model::inspect_gradients`]:
+/// `f(layer_index, output, grad_of_output, [C, H, W])`, both `B × C × H × W`.
+pub type GradientFn<'a> = dyn FnMut(usize, &[f32], &[f32], [usize; 3]) + 'a;
+
+/// A sequential model over images of shape `[C, H, W]` with `K` output classes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    layers: Vec<Layer>,
+    input: [usize; 3],
+    shapes: Vec<[usize; 3]>,
+}
+
+/// Reusable activation, gradient and index buffers for forward and backward passes.
+/// Sized on first use for a model and batch; later calls with the same or smaller
+/// batch allocate nothing. One workspace may serve several models (it resizes).
+#[derive(Debug, Default, Clone)]
+pub struct Workspace {
+    /// Output of each layer, `B × C × H × W`.
+    acts: Vec<Vec<f32>>,
+    /// Gradient of the loss with respect to each layer's output, `B × C × H × W`.
+    dacts: Vec<Vec<f32>>,
+    /// Per max-pooling layer: the input index of each output's maximum.
+    argmax: Vec<Vec<u32>>,
+    /// Per layer with parameters: gradients of weight and bias (PyTorch layouts).
+    grads: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Workspace {
+    /// The gradients of layer `layer`'s weight and bias from the last
+    /// [`Model::forward_backward`] or [`Model::inspect_gradients`] (`None` for layers
+    /// without parameters or before any backward pass).
+    pub fn param_grads(&self, layer: usize) -> Option<(&[f32], &[f32])> {
+        self.grads.get(layer).filter(|(w, _)| !w.is_empty()).map(|(w, b)| (w.as_slice(), b.as_slice()))
+    }
+
+    /// All parameter gradients, one `(weight, bias)` pair per layer (empty for layers
+    /// without parameters).
+    #[allow(dead_code)] // Used by SGD (next commit).
+    pub(crate) fn grads(&self) -> &[(Vec<f32>, Vec<f32>)] {
+        &self.grads
+    }
+
+    fn prepare(&mut self, model: &Model, batch: usize, backward: bool) {
+        let n = model.layers.len();
+        self.acts.resize_with(n, Vec::new);
+        self.argmax.resize_with(n, Vec::new);
+        for (i, s) in model.shapes.iter().enumerate() {
+            self.acts[i].resize(batch * s[0] * s[1] * s[2], 0.0);
+            if matches!(model.layers[i], Layer::MaxPool2d(_)) {
+                self.argmax[i].resize(batch * s[0] * s[1] * s[2], 0);
+            }
+        }
+        if backward {
+            self.dacts.resize_with(n, Vec::new);
+            self.grads.resize_with(n, Default::default);
+            for (i, s) in model.shapes.iter().enumerate() {
+                self.dacts[i].resize(batch * s[0] * s[1] * s[2], 0.0);
+                let (w, b) = model.layers[i].params().map_or((0, 0), |(w, b)| (w.len(), b.len()));
+                self.grads[i].0.clear();
+                self.grads[i].0.resize(w, 0.0);
+                self.grads[i].1.clear();
+                self.grads[i].1.resize(b, 0.0);
+            }
+        }
+    }
+}
+
+/// The output shape of `layer` for an input of shape `s`, or why it does not fit.
+fn output_shape(layer: &Layer, s: [usize; 3]) -> Result<[usize; 3], String> {
+    match layer {
+        Layer::Linear(l) => {
+            if s[1] != 1 || s[2] != 1 {
+                return Err(format!("input is {s:?}, a linear layer needs a flat input (add `flatten`)"));
+            }
+            if s[0] != l.in_features {
+                return Err(format!("in_features {} but the input has {} features", l.in_features, s[0]));
+            }
+            if l.weight.len() != l.in_features * l.out_features || l.bias.len() != l.out_features {
+                return Err(format!(
+                    "weight has {} elements and bias {}, expected {} × {} and {}",
+                    l.weight.len(),
+                    l.bias.len(),
+                    l.out_features,
+                    l.in_features,
+                    l.out_features
+                ));
+            }
+            Ok([l.out_features, 1, 1])
+        }
+        Layer::Conv2d(c) => {
+            if s[0] != c.in_channels {
+                return Err(format!("in_channels {} but the input has {} channels", c.in_channels, s[0]));
+            }
+            let k2 = c.kernel * c.kernel;
+            if c.weight.len() != c.out_channels * c.in_channels * k2 || c.bias.len() != c.out_channels {
+                return Err(format!(
+                    "weight has {} elements and bias {}, expected {} × {} × {} × {} and {}",
+                    c.weight.len(),
+                    c.bias.len(),
+                    c.out_channels,
+                    c.in_channels,
+                    c.kernel,
+                    c.kernel,
+                    c.out_channels
+                ));
+            }
+            let (oh, ow) = c.out_hw(s[1], s[2]).ok_or_else(|| {
+                format!(
+                    "kernel {k}×{k} stride {st} padding {p} does not fit the {h}×{w} input",
+                    k = c.kernel,
+                    st = c.stride,
+                    p = c.padding,
+                    h = s[1],
+                    w = s[2]
+                )
+            })?;
+            if c.out_channels == 0 {
+                return Err("no output channels".into());
+            }
+            Ok([c.out_channels, oh, ow])
+        }
+        Layer::MaxPool2d(p) => {
+            if p.kernel == 0 || s[1] < p.kernel || s[2] < p.kernel {
+                return Err(format!("window {k}×{k} does not fit the {}×{} input", s[1], s[2], k = p.kernel));
+            }
+            Ok([s[0], s[1] / p.kernel, s[2] / p.kernel])
+        }
+        Layer::Relu => Ok(s),
+        Layer::Flatten => Ok([s[0] * s[1] * s[2], 1, 1]),
+    }
+}
+
+/// The input of layer `i` (the model input for `i = 0`) and the output buffer of layer `i`.
+fn io<'a>(acts: &'a mut [Vec<f32>], input: &'a [f32], i: usize) -> (&'a [f32], &'a mut [f32]) {
+    let (lo, hi) = acts.split_at_mut(i);
+    (if i == 0 { input } else { &lo[i - 1] }, &mut hi[0])
+}
+
+impl Model {
+    /// Builds a model from a spec string for images of shape `input` (`[C, H, W]`)
+    /// and `num_classes` classes, initialised by `init` from `seed`.
+    ///
+    /// # Errors
+    /// [`NetError::Spec`] for a bad spec, an `mlp:` input size that is not `C·H·W`, or
+    /// a last layer that does not output `num_classes` features; [`NetError::Shape`]
+    /// when the layers do not chain.
+    pub fn from_spec(
+        spec: &str,
+        input: [usize; 3],
+        num_classes: usize,
+        init: Init,
+        seed: u64,
+    ) -> Result<Model, NetError> {
+        let (specs, mlp_in) = parse_spec_with_input(spec)?;
+        let spec_err = |reason: String| NetError::Spec {
+            spec: spec.to_string(),
+            token: spec.to_string(),
+            index: 0,
+            offset: 0,
+            reason,
+            caret: "^".repeat(spec.chars().count().max(1)),
+        };
+        let features = input[0] * input[1] * input[2];
+        if let Some(n) = mlp_in
+            && n != features
+        {
+            return Err(spec_err(format!(
+                "the mlp's input size {n} is not the data's {features} = {} × {} × {}",
+                input[0], input[1], input[2]
+            )));
+        }
+        let mut layers = Vec::with_capacity(specs.len());
+        let mut shape = input;
+        for (i, s) in specs.iter().enumerate() {
+            let layer = match *s {
+                LayerSpec::Conv2d { out_channels, kernel, stride, padding } => {
+                    Layer::Conv2d(Conv2d::zeros(shape[0], out_channels, kernel, stride, padding))
+                }
+                LayerSpec::Linear { out_features } => {
+                    Layer::Linear(Linear::zeros(shape[0] * shape[1] * shape[2], out_features))
+                }
+                LayerSpec::Relu => Layer::Relu,
+                LayerSpec::MaxPool2d { kernel } => Layer::MaxPool2d(MaxPool2d { kernel }),
+                LayerSpec::Flatten => Layer::Flatten,
+            };
+            shape = output_shape(&layer, shape).map_err(|reason| NetError::Shape {
+                layer: i,
+                kind: layer.kind(),
+                reason,
+            })?;
+            layers.push(layer);
+        }
+        if shape != [num_classes, 1, 1] {
+            return Err(spec_err(format!(
+                "the last layer outputs {shape:?}, expected {num_classes} classes as [{num_classes}, 1, 1]"
+            )));
+        }
+        init_layers(&mut layers, init, seed);
+        Model::from_layers(layers, input)
+    }
+
+    /// A model from layers with their parameters; checks that the shapes chain from
+    /// `input` (`[C, H, W]`) and that the last output is a flat `[K, 1, 1]`.
+    ///
+    /// # Errors
+    /// [`NetError::Shape`] naming the first layer that does not fit.
+    pub fn from_layers(layers: Vec<Layer>, input: [usize; 3]) -> Result<Model, NetError> {
+        let mut shapes = Vec::with_capacity(layers.len());
+        let mut shape = input;
+        if layers.is_empty() || input.contains(&0) {
+            return Err(NetError::Shape {
+                layer: 0,
+                kind: "model",
+                reason: format!("a model needs at least one layer and a non-empty input, got {input:?}"),
+            });
+        }
+        for (i, layer) in layers.iter().enumerate() {
+            shape = output_shape(layer, shape).map_err(|reason| NetError::Shape {
+                layer: i,
+                kind: layer.kind(),
+                reason,
+            })?;
+            shapes.push(shape);
+        }
+        if shape[1] != 1 || shape[2] != 1 {
+            return Err(NetError::Shape {
+                layer: layers.len() - 1,
+                kind: layers[layers.len() - 1].kind(),
+                reason: format!("the model must end in a flat [classes, 1, 1] output, got {shape:?}"),
+            });
+        }
+        Ok(Model { layers, input, shapes })
+    }
+
+    /// The layers, in PyTorch Sequential module order.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Mutable layers, for changing parameter *values* in place (rewinding, masking).
+    /// Changing widths this way is caught by the next pass as [`NetError::Shape`];
+    /// build a new model with [`Model::from_layers`] instead.
+    pub fn layers_mut(&mut self) -> &mut [Layer] {
+        &mut self.layers
+    }
+
+    /// Takes the layers out (for surgery followed by [`Model::from_layers`]).
+    pub fn into_layers(self) -> Vec<Layer> {
+        self.layers
+    }
+
+    /// The per-image input shape `[C, H, W]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        self.input
+    }
+
+    /// Number of classes `K` (features of the last layer).
+    pub fn num_classes(&self) -> usize {
+        self.shapes.last().map_or(0, |s| s[0])
+    }
+
+    /// `[C, H, W]` of layer `layer`'s output (dense layers `[n, 1, 1]`). Panics when
+    /// `layer` is out of range, like slice indexing.
+    pub fn output_shape(&self, layer: usize) -> [usize; 3] {
+        self.shapes[layer]
+    }
+
+    /// The canonical general-form spec of the current layers, e.g.
+    /// `conv6k5p2,relu,pool2,…,fc10`.
+    pub fn spec(&self) -> String {
+        spec_string(&self.layers.iter().map(Layer::spec).collect::<Vec<_>>())
+    }
+
+    /// Parameters (weights and biases) of layer `layer`.
+    pub fn layer_params(&self, layer: usize) -> usize {
+        self.layers[layer].param_count()
+    }
+
+    /// Multiply-accumulates of layer `layer` for one image (Linear `I·O`, Conv2d
+    /// `O·OH·OW·C·K·K`, 0 for the others).
+    pub fn layer_macs(&self, layer: usize) -> usize {
+        match &self.layers[layer] {
+            Layer::Linear(l) => l.macs(),
+            Layer::Conv2d(c) => {
+                let s = self.shapes[layer];
+                s[0] * s[1] * s[2] * c.in_channels * c.kernel * c.kernel
+            }
+            _ => 0,
+        }
+    }
+
+    /// Total parameters.
+    pub fn param_count(&self) -> usize {
+        (0..self.layers.len()).map(|i| self.layer_params(i)).sum()
+    }
+
+    /// Total multiply-accumulates per image.
+    pub fn macs(&self) -> usize {
+        (0..self.layers.len()).map(|i| self.layer_macs(i)).sum()
+    }
+
+    fn image_len(&self) -> usize {
+        self.input[0] * self.input[1] * self.input[2]
+    }
+
+    fn check_input(&self, input: &[f32], batch: usize) -> Result<(), NetError> {
+        let expected = batch * self.image_len();
+        if input.len() != expected {
+            return Err(NetError::BadInput { what: "input", len: input.len(), expected });
+        }
+        // Parameters may have been edited through `layers_mut`; re-check cheaply.
+        let mut shape = self.input;
+        for (i, layer) in self.layers.iter().enumerate() {
+            shape = output_shape(layer, shape).map_err(|reason| NetError::Shape {
+                layer: i,
+                kind: layer.kind(),
+                reason,
+            })?;
+            if shape != self.shapes[i] {
+                return Err(NetError::Shape {
+                    layer: i,
+                    kind: layer.kind(),
+                    reason: format!("output changed from {:?} to {shape:?}", self.shapes[i]),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn check_labels(&self, labels: &[u32], batch: usize) -> Result<(), NetError> {
+        if labels.len() != batch {
+            return Err(NetError::BadInput { what: "labels", len: labels.len(), expected: batch });
+        }
+        let classes = self.num_classes();
+        if let Some((position, &label)) = labels.iter().enumerate().find(|&(_, &l)| l as usize >= classes) {
+            return Err(NetError::BadLabel { label, position, classes });
+        }
+        Ok(())
+    }
+
+    /// Runs the layers over `input`; with `fuse`, a Linear/Conv2d followed by a ReLU
+    /// writes the ReLU's output directly (the pre-ReLU buffer is left stale).
+    fn forward_layers(
+        &self,
+        input: &[f32],
+        batch: usize,
+        ws: &mut Workspace,
+        fuse: bool,
+        mut f: Option<&mut OutputFn>,
+    ) -> Result<(), NetError> {
+        let n = self.layers.len();
+        let mut i = 0;
+        while i < n {
+            let relu_next = fuse && matches!(self.layers.get(i + 1), Some(Layer::Relu));
+            let in_shape = if i == 0 { self.input } else { self.shapes[i - 1] };
+            let kerr = |source| NetError::Kernel { layer: i, source };
+            let mut step = 1;
+            match &self.layers[i] {
+                Layer::Linear(l) => {
+                    let target = if relu_next { i + 1 } else { i };
+                    let (inp, out): (&[f32], &mut [f32]) = if i == 0 {
+                        (input, &mut ws.acts[target])
+                    } else {
+                        let (lo, hi) = ws.acts.split_at_mut(i);
+                        (&lo[i - 1], &mut hi[target - i])
+                    };
+                    linear::forward(out, inp, l, batch, relu_next).map_err(kerr)?;
+                    step += usize::from(relu_next);
+                }
+                Layer::Conv2d(c) => {
+                    let target = if relu_next { i + 1 } else { i };
+                    let (inp, out): (&[f32], &mut [f32]) = if i == 0 {
+                        (input, &mut ws.acts[target])
+                    } else {
+                        let (lo, hi) = ws.acts.split_at_mut(i);
+                        (&lo[i - 1], &mut hi[target - i])
+                    };
+                    conv2d::forward(out, inp, c, batch, (in_shape[1], in_shape[2]), relu_next)
+                        .map_err(kerr)?;
+                    step += usize::from(relu_next);
+                }
+                Layer::Relu => {
+                    let (inp, out) = io(&mut ws.acts, input, i);
+                    relu::forward(out, inp);
+                }
+                Layer::MaxPool2d(p) => {
+                    let (inp, out) = io(&mut ws.acts, input, i);
+                    maxpool2d::forward(
+                        out,
+                        &mut ws.argmax[i],
+                        inp,
+                        p.kernel,
+                        batch * in_shape[0],
+                        in_shape[1],
+                        in_shape[2],
+                    );
+                }
+                Layer::Flatten => {
+                    let (inp, out) = io(&mut ws.acts, input, i);
+                    flatten::forward(out, inp);
+                }
+            }
+            if let Some(f) = f.as_deref_mut() {
+                f(i, &ws.acts[i], self.shapes[i]);
+            }
+            i += step;
+        }
+        Ok(())
+    }
+
+    /// Inference. `input`: `B × C × H × W` normalised f32 (`batch = B`). Returns the
+    /// logits, row-major `B × K`, borrowed from `ws`.
+    ///
+    /// # Errors
+    /// [`NetError::BadInput`] when `input.len() ≠ B·C·H·W`; [`NetError::Shape`] when
+    /// parameters were edited to the wrong length.
+    pub fn forward<'w>(
+        &self,
+        input: &[f32],
+        batch: usize,
+        ws: &'w mut Workspace,
+    ) -> Result<&'w [f32], NetError> {
+        self.check_input(input, batch)?;
+        ws.prepare(self, batch, false);
+        self.forward_layers(input, batch, ws, true, None)?;
+        Ok(&ws.acts[self.layers.len() - 1])
+    }
+
+    /// Inference that calls `f(layer_index, output, [C, H, W])` with every layer's output
+    /// (`B × C × H × W`), in order — how `prune` records activation status after each ReLU.
+    ///
+    /// # Errors
+    /// As [`Model::forward`].
+    pub fn forward_inspect(
+        &self,
+        input: &[f32],
+        batch: usize,
+        ws: &mut Workspace,
+        f: &mut OutputFn,
+    ) -> Result<(), NetError> {
+        self.check_input(input, batch)?;
+        ws.prepare(self, batch, false);
+        self.forward_layers(input, batch, ws, false, Some(f))
+    }
+
+    /// One forward and backward pass of the mean softmax cross-entropy over the batch:
+    /// leaves the parameter gradients in `ws` ([`Workspace::param_grads`]) and returns
+    /// `(loss, correct)`, the mean loss and the number of rows whose argmax is the label.
+    /// Does not change parameters. `labels`: `B` class indices.
+    ///
+    /// # Errors
+    /// [`NetError::BadInput`], [`NetError::BadLabel`], [`NetError::Shape`].
+    pub fn forward_backward(
+        &self,
+        input: &[f32],
+        labels: &[u32],
+        batch: usize,
+        ws: &mut Workspace,
+    ) -> Result<(f32, usize), NetError> {
+        self.check_input(input, batch)?;
+        self.check_labels(labels, batch)?;
+        ws.prepare(self, batch, true);
+        self.forward_layers(input, batch, ws, true, None)?;
+        let n = self.layers.len();
+        let (loss, correct) =
+            softmax_cross_entropy(Some(&mut ws.dacts[n - 1]), &ws.acts[n - 1], labels, self.num_classes());
+        self.backward_layers(input, batch, ws, true, None)?;
+        Ok((loss, correct))
+    }
+
+    /// One forward + backward pass of the mean softmax cross-entropy; calls
+    /// `f(layer_index, output, grad_of_output, [C, H, W])` for every layer, from the last
+    /// to the first (Taylor criterion = activation × gradient). Does not change
+    /// parameters (their gradients are left in `ws`). Returns the mean loss.
+    ///
+    /// # Errors
+    /// As [`Model::forward_backward`].
+    pub fn inspect_gradients(
+        &self,
+        input: &[f32],
+        labels: &[u32],
+        batch: usize,
+        ws: &mut Workspace,
+        f: &mut GradientFn,
+    ) -> Result<f32, NetError> {
+        self.check_input(input, batch)?;
+        self.check_labels(labels, batch)?;
+        ws.prepare(self, batch, true);
+        self.forward_layers(input, batch, ws, false, None)?;
+        let n = self.layers.len();
+        let (loss, _) =
+            softmax_cross_entropy(Some(&mut ws.dacts[n - 1]), &ws.acts[n - 1], labels, self.num_classes());
+        self.backward_layers(input, batch, ws, false, Some(f))?;
+        Ok(loss)
+    }
+
+    /// Backward from `ws.dacts[last]` (the logits' gradient) to every parameter.
+    /// With `fuse`, ReLU backward is folded into the layer above it where possible and
+    /// gradients are not propagated below the first layer with parameters.
+    fn backward_layers(
+        &self,
+        input: &[f32],
+        batch: usize,
+        ws: &mut Workspace,
+        fuse: bool,
+        mut f: Option<&mut GradientFn>,
+    ) -> Result<(), NetError> {
+        let n = self.layers.len();
+        // Gradients below the first layer with parameters feed nothing (when fusing).
+        let lowest =
+            if fuse { self.layers.iter().position(|l| l.params().is_some()).unwrap_or(n) } else { 0 };
+        let mut i = n;
+        while i > 0 {
+            i -= 1;
+            if let Some(f) = f.as_deref_mut() {
+                f(i, &ws.acts[i], &ws.dacts[i], self.shapes[i]);
+            }
+            let in_shape = if i == 0 { self.input } else { self.shapes[i - 1] };
+            let need_dinp = i > lowest;
+            // A ReLU just below layer i whose backward layer i applies itself.
+            // Fusing is never combined with an inspector, so no ReLU output goes unreported.
+            let fold_relu = fuse && i >= 2 && need_dinp && matches!(self.layers[i - 1], Layer::Relu);
+            let kerr = |source| NetError::Kernel { layer: i, source };
+            let (dlo, dhi) = ws.dacts.split_at_mut(i);
+            let dout = &dhi[0];
+            let inp: &[f32] = if i == 0 { input } else { &ws.acts[i - 1] };
+            match &self.layers[i] {
+                Layer::Linear(l) => {
+                    let (gw, gb) = &mut ws.grads[i];
+                    let (dinp, mask) = match (need_dinp, fold_relu) {
+                        (false, _) => (None, None),
+                        (true, true) => (Some(&mut dlo[i - 2][..]), Some(&ws.acts[i - 1][..])),
+                        (true, false) => (Some(&mut dlo[i - 1][..]), None),
+                    };
+                    linear::backward(dinp, gw, gb, dout, inp, l, batch, mask).map_err(kerr)?;
+                    if fold_relu {
+                        i -= 1;
+                    }
+                }
+                Layer::Conv2d(c) => {
+                    let (gw, gb) = &mut ws.grads[i];
+                    let dinp = if need_dinp { Some(&mut dlo[i - 1][..]) } else { None };
+                    conv2d::backward(dinp, gw, gb, dout, inp, c, batch, (in_shape[1], in_shape[2]))
+                        .map_err(kerr)?;
+                }
+                Layer::Relu => {
+                    if need_dinp {
+                        relu::backward(&mut dlo[i - 1], dout, &ws.acts[i]);
+                    }
+                }
+                Layer::MaxPool2d(_) => {
+                    if need_dinp {
+                        let (hw, ohw) = (in_shape[1] * in_shape[2], self.shapes[i][1] * self.shapes[i][2]);
+                        let planes = batch * in_shape[0];
+                        if fold_relu {
+                            let mask = &ws.acts[i - 1];
+                            maxpool2d::backward(
+                                &mut dlo[i - 2],
+                                dout,
+                                &ws.argmax[i],
+                                Some(mask),
+                                planes,
+                                hw,
+                                ohw,
+                            );
+                            i -= 1;
+                        } else {
+                            maxpool2d::backward(&mut dlo[i - 1], dout, &ws.argmax[i], None, planes, hw, ohw);
+                        }
+                    }
+                }
+                Layer::Flatten => {
+                    if need_dinp {
+                        flatten::backward(&mut dlo[i - 1], dout);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lenet() -> Model {
+        Model::from_spec("lenet5", [1, 28, 28], 10, Init::PyTorchDefault, 1).unwrap()
+    }
+
+    #[test]
+    fn lenet5_shapes_params_and_macs() {
+        let m = lenet();
+        assert_eq!(m.output_shape(0), [6, 28, 28]);
+        assert_eq!(m.output_shape(2), [6, 14, 14]);
+        assert_eq!(m.output_shape(5), [16, 5, 5]);
+        assert_eq!(m.output_shape(6), [400, 1, 1]);
+        assert_eq!(m.num_classes(), 10);
+        assert_eq!(m.param_count(), 156 + 2416 + 48120 + 10164 + 850);
+        assert_eq!(m.layer_macs(0), 6 * 28 * 28 * 25);
+        assert_eq!(m.layer_macs(3), 16 * 10 * 10 * 150);
+        assert_eq!(m.macs(), 117_600 + 240_000 + 48_000 + 10_080 + 840);
+        assert_eq!(m.spec(), crate::spec::LENET5);
+    }
+
+    #[test]
+    fn spec_mismatches_are_errors() {
+        assert!(matches!(
+            Model::from_spec("mlp:700-10", [1, 28, 28], 10, Init::PyTorchDefault, 0),
+            Err(NetError::Spec { .. })
+        ));
+        assert!(matches!(
+            Model::from_spec("mlp:784-12", [1, 28, 28], 10, Init::PyTorchDefault, 0),
+            Err(NetError::Spec { .. })
+        ));
+        assert!(matches!(
+            Model::from_spec("conv4k5,fc10", [1, 28, 28], 10, Init::PyTorchDefault, 0),
+            Err(NetError::Shape { layer: 1, .. })
+        ));
+        assert!(matches!(
+            Model::from_spec("conv4k30,flatten,fc10", [1, 28, 28], 10, Init::PyTorchDefault, 0),
+            Err(NetError::Shape { layer: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn fused_forward_equals_layer_by_layer_forward() {
+        let m = lenet();
+        let batch = 3;
+        let input: Vec<f32> = (0..batch * 784).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let mut ws = Workspace::default();
+        let fused = m.forward(&input, batch, &mut ws).unwrap().to_vec();
+        let mut last = Vec::new();
+        let mut seen = Vec::new();
+        m.forward_inspect(&input, batch, &mut ws, &mut |i, out, shape| {
+            assert_eq!(out.len(), batch * shape[0] * shape[1] * shape[2]);
+            seen.push(i);
+            last = out.to_vec();
+        })
+        .unwrap();
+        assert_eq!(seen, (0..12).collect::<Vec<_>>());
+        assert_eq!(fused, last);
+        assert!(matches!(m.forward(&input[1..], batch, &mut ws), Err(NetError::BadInput { .. })));
+    }
+}
