@@ -12,9 +12,11 @@
 
 pub mod criteria;
 pub mod error;
+pub mod record;
 pub mod status;
 pub mod surgery;
 
 pub use criteria::{Context, Criterion, Scores};
 pub use error::PruneError;
+pub use record::{Data, accuracy, record};
 pub use status::{ActivationStatus, ConvDecision, LayerStatus};

@@ -11,11 +11,14 @@
 
 pub mod apoz;
 pub mod entropy;
+pub mod l1;
 pub mod mi;
 pub mod pattern;
 pub mod random;
+pub mod taylor;
 
 use crate::PruneError;
+use crate::record::Data;
 use crate::status::ActivationStatus;
 
 /// What a criterion may look at. Fields a criterion does not need may be `None`.
@@ -23,16 +26,24 @@ use crate::status::ActivationStatus;
 pub struct Context<'a> {
     /// The recorded activation status (validation split).
     pub status: Option<&'a ActivationStatus>,
+    /// The trained model.
+    pub model: Option<&'a net::Model>,
+    /// Validation data (for gradient-based criteria).
+    pub data: Option<Data<'a>>,
 }
 
 impl<'a> Context<'a> {
     /// A context holding only a status (what the status-based criteria need).
     pub fn from_status(status: &'a ActivationStatus) -> Context<'a> {
-        Context { status: Some(status) }
+        Context { status: Some(status), ..Context::default() }
     }
 
     pub(crate) fn need_status(&self, criterion: &'static str) -> Result<&'a ActivationStatus, PruneError> {
         self.status.ok_or(PruneError::MissingInput { criterion, what: "an activation status" })
+    }
+
+    pub(crate) fn need_model(&self, criterion: &'static str) -> Result<&'a net::Model, PruneError> {
+        self.model.ok_or(PruneError::MissingInput { criterion, what: "a model" })
     }
 }
 
@@ -59,7 +70,9 @@ pub fn by_name(name: &str, seed: u64) -> Result<Box<dyn Criterion>, PruneError> 
         "mi" => Box::new(mi::MutualInformation { target: mi::Target::Label }),
         "mi-pred" => Box::new(mi::MutualInformation { target: mi::Target::Prediction }),
         "pattern" => Box::new(pattern::Patterns::default()),
+        "l1" => Box::new(l1::L1),
         "random" => Box::new(random::Random { seed }),
+        "taylor" => Box::new(taylor::Taylor),
         _ => {
             return Err(PruneError::UnknownName { kind: "criterion", name: name.into(), accepted: NAMES });
         }

@@ -22,6 +22,8 @@ impl Criterion for Random {
     fn scores(&self, cx: &Context<'_>) -> Result<Scores, PruneError> {
         let widths: Vec<usize> = if let Some(st) = cx.status {
             st.layers.iter().map(|l| l.neurons).collect()
+        } else if let Some(m) = cx.model {
+            crate::surgery::widths(m)?
         } else {
             return Err(PruneError::MissingInput { criterion: "random", what: "a status or a model" });
         };
