@@ -13,6 +13,18 @@
 //! Determinism: every element of C is computed by exactly one thread, summing over
 //! `k` in the same order whatever the thread count, so results are bit-identical for
 //! 1 and N threads.
+//!
+//! The implementation follows BLIS: five loops (`driver`) around an `MR × NR`
+//! microkernel (`microkernel`), A and B packed into zero-padded micro-panels (`pack`),
+//! cache blocks derived from this machine's caches (`blocking`).
+
+pub mod blocking;
+mod driver;
+mod microkernel;
+mod pack;
+mod view;
+
+pub use microkernel::{MR, NR};
 
 /// A read-only strided view of an `f32` matrix.
 #[derive(Debug, Clone, Copy)]
@@ -303,8 +315,65 @@ pub fn gemm(
         });
     }
     epilogue.check(c.rows, c.cols)?;
-    let _ = parallelism;
-    // Placeholder until the packed BLIS path lands: the reference loop.
-    crate::reference::gemm_naive(alpha, a, b, beta, c, epilogue);
+    if c.rows == 0 || c.cols == 0 {
+        return Ok(());
+    }
+    let raw_a =
+        view::RawRef { ptr: a.data.as_ptr(), rows: a.rows, cols: a.cols, rs: a.row_stride, cs: a.col_stride };
+    let raw_b =
+        view::RawRef { ptr: b.data.as_ptr(), rows: b.rows, cols: b.cols, rs: b.row_stride, cs: b.col_stride };
+    let raw_c = view::RawMut {
+        ptr: c.data.as_mut_ptr(),
+        rows: c.rows,
+        cols: c.cols,
+        rs: c.row_stride,
+        cs: c.col_stride,
+    };
+    let raw_mask = epilogue.relu_mask.map(|mk| view::RawRef {
+        ptr: mk.data.as_ptr(),
+        rows: mk.rows,
+        cols: mk.cols,
+        rs: mk.row_stride,
+        cs: mk.col_stride,
+    });
+    let (bias_row, bias_col) = match epilogue.bias {
+        Bias::None => (core::ptr::null(), core::ptr::null()),
+        Bias::PerRow(b) => (b.as_ptr(), core::ptr::null()),
+        Bias::PerCol(b) => (core::ptr::null(), b.as_ptr()),
+    };
+    // The microkernel's vectors run down the columns of C. When the rows of C are the
+    // contiguous direction (row-major C, the usual case), compute Cᵀ = Bᵀ·Aᵀ instead:
+    // the same memory with strides swapped, and the row and column roles of the
+    // epilogue swapped with them.
+    let transpose = c.rows == 1 || (c.cols > 1 && c.row_stride != 1 && c.col_stride < c.row_stride);
+    let problem = if transpose {
+        driver::Problem {
+            alpha,
+            beta,
+            a: raw_b.t(),
+            b: raw_a.t(),
+            c: raw_c.t(),
+            tail: driver::Tail {
+                bias_row: bias_col,
+                bias_col: bias_row,
+                relu: epilogue.relu,
+                mask: raw_mask.map(view::RawRef::t),
+            },
+        }
+    } else {
+        driver::Problem {
+            alpha,
+            beta,
+            a: raw_a,
+            b: raw_b,
+            c: raw_c,
+            tail: driver::Tail { bias_row, bias_col, relu: epilogue.relu, mask: raw_mask },
+        }
+    };
+    // SAFETY: every view was bounds-checked when it was built (`MatRef::new`,
+    // `MatMut::new`), the shapes chain and the bias and mask fit C (checked above); C is
+    // borrowed mutably for the whole call, so nothing else reads or writes it, and its
+    // view does not alias itself (`MatMut::new` rejects that).
+    unsafe { driver::run(problem, parallelism == Parallelism::Rayon) };
     Ok(())
 }

@@ -1,0 +1,109 @@
+//! Register and cache blocking of the GEMM: the microkernel tile `MR × NR` and the
+//! three cache blocks `KC`, `MC`, `NC`, each derived from this machine's caches.
+//!
+//! The machine (read from `/sys/devices/system/cpu/cpu0/cache`): an Intel Xeon with
+//! AVX-512 under KVM, 2 cores; L1d 48 KiB 12-way (4 KiB per way), L2 2 MiB 16-way
+//! (128 KiB per way) per core, L3 480 MiB shared. Lines are 64 bytes.
+//!
+//! In kernel orientation (see `driver`), the microkernel computes an `MR × NR` tile of
+//! C whose `MR` rows are `MR / LANES` SIMD vectors and whose `NR` columns are
+//! broadcasts of packed B:
+//!
+//! * `MR × NR` (registers): with 32 zmm registers, 32 × 12 keeps 2 · 12 = 24
+//!   accumulators, 2 vectors of A and 1 broadcast of B live (27 registers) and does 24
+//!   FMAs per 14 loads, inside the two-FMA, two-or-three-load budget of a cycle. This
+//!   is the shape BLIS uses on Skylake-X. AVX2 (16 ymm) uses 16 × 6 (12 + 2 + 1 = 15
+//!   registers) and the portable path 8 × 6 on 16 xmm registers.
+//! * `KC` cuts LOOP 4 (the `k` dimension) and sizes the B micro-panel `KC × NR` that
+//!   stays in L1 while LOOP 1 streams A micro-panels past it: 512 · 12 · 4 B = 24 KiB,
+//!   6 of the 12 ways of L1d, leaving 6 ways for the A micro-panel stream and the C
+//!   tile. (BLIS takes 384 for a 32 KiB 8-way L1; scaled to 48 KiB that is 576.)
+//! * `MC` cuts LOOP 3 (the `m` dimension) and sizes the packed block A~ `MC × KC`,
+//!   which stays in L2 across LOOP 2: 512 · 512 · 4 B = 1 MiB, half of L2 (8 of 16
+//!   ways), so that the B micro-panels and C lines streaming through do not evict it.
+//! * `NC` cuts LOOP 5 (the `n` dimension) and sizes the packed block B~ `KC × NC`,
+//!   which lives in L3: 512 · 4092 · 4 B = 8 MiB, a small part of the 480 MiB L3 but
+//!   enough that no shape of this project needs more than one pass of LOOP 5 per
+//!   512 columns of k.
+//!
+//! `KC`, `MC` and `NC` can be overridden for tuning, without a rebuild, through the
+//! environment variables `ACTPRUNE_GEMM_KC`, `ACTPRUNE_GEMM_MC` and `ACTPRUNE_GEMM_NC`
+//! (read once per process). `MC` is rounded to a multiple of `MR` and `NC` to one of
+//! `NR`. `MR` and `NR` are compile-time constants because the microkernel's
+//! accumulators are an array of registers.
+
+use std::sync::OnceLock;
+
+use super::microkernel::{MR, NR};
+
+/// Default depth of a k-block (LOOP 4): the B micro-panel `KC × NR` fills half of L1d.
+pub const KC: usize = 512;
+/// Default height of a packed A block (LOOP 3): A~ `MC × KC` fills half of L2.
+pub const MC: usize = 512;
+/// Default width of a packed B block (LOOP 5): B~ `KC × NC` is 8 MiB, in L3.
+pub const NC: usize = 4092;
+
+/// The cache blocks in effect for this process (defaults or environment overrides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocking {
+    /// Depth of a k-block, ≥ 1.
+    pub kc: usize,
+    /// Height of a packed A block, a positive multiple of `MR`.
+    pub mc: usize,
+    /// Width of a packed B block, a positive multiple of `NR`.
+    pub nc: usize,
+}
+
+impl Blocking {
+    /// The blocking of this process, read once.
+    pub fn get() -> Self {
+        static BLOCKING: OnceLock<Blocking> = OnceLock::new();
+        *BLOCKING.get_or_init(|| {
+            let var = |name: &str, default: usize| {
+                std::env::var(name)
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|&v| v > 0)
+                    .unwrap_or(default)
+            };
+            Self::new(var("ACTPRUNE_GEMM_KC", KC), var("ACTPRUNE_GEMM_MC", MC), var("ACTPRUNE_GEMM_NC", NC))
+        })
+    }
+
+    /// A blocking with `mc` and `nc` rounded up to multiples of `MR` and `NR`.
+    pub fn new(kc: usize, mc: usize, nc: usize) -> Self {
+        Self { kc: kc.max(1), mc: mc.max(1).div_ceil(MR) * MR, nc: nc.max(1).div_ceil(NR) * NR }
+    }
+
+    /// The k-block depth actually used for a product of depth `k`: `k` is cut into
+    /// `⌈k / kc⌉` blocks of (almost) equal depth, so that 784 becomes 392 + 392
+    /// rather than 512 + 272. Depends on `k` only, never on the thread count.
+    pub fn kc_for(&self, k: usize) -> usize {
+        let blocks = k.div_ceil(self.kc).max(1);
+        k.div_ceil(blocks).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_rounded_to_the_tile() {
+        let b = Blocking::new(100, MR + 1, NR + 1);
+        assert_eq!((b.kc, b.mc, b.nc), (100, 2 * MR, 2 * NR));
+        let d = Blocking::new(KC, MC, NC);
+        assert_eq!(d.mc % MR, 0);
+        assert_eq!(d.nc % NR, 0);
+    }
+
+    #[test]
+    fn k_is_cut_into_balanced_blocks() {
+        let b = Blocking::new(512, MC, NC);
+        assert_eq!(b.kc_for(784), 392);
+        assert_eq!(b.kc_for(512), 512);
+        assert_eq!(b.kc_for(513), 257);
+        assert_eq!(b.kc_for(0), 1);
+        assert_eq!(b.kc_for(1), 1);
+    }
+}

@@ -1,0 +1,254 @@
+//! The BLIS loop nest around the microkernel, per-thread packing buffers, and the
+//! split of C between threads.
+//!
+//! Everything here is in *kernel orientation*: `gemm` has already transposed the
+//! problem (`Cᵀ = Bᵀ·Aᵀ`) when that makes the columns of C contiguous, so the
+//! microkernel's vectors always run down a column of C.
+
+use std::cell::Cell;
+
+use rayon::prelude::*;
+
+use super::blocking::Blocking;
+use super::microkernel::{LANES, MR, NR, TileOut, V, tile};
+use super::pack::{pack_a, pack_b};
+use super::view::{RawMut, RawRef};
+
+/// Products with fewer multiply-adds than this stay on one thread: at about 100
+/// GFLOP/s, 2²¹ multiply-adds take some 40 µs, a few times what handing work to a
+/// rayon worker and packing the shared operand twice cost.
+const PARALLEL_MIN_MACS: usize = 1 << 21;
+
+/// The epilogue in kernel orientation, with raw pointers so that it can be cut into
+/// blocks like C.
+#[derive(Debug, Clone, Copy)]
+pub struct Tail {
+    /// Bias per row of C (`rows` values), or null.
+    pub bias_row: *const f32,
+    /// Bias per column of C (`cols` values), or null.
+    pub bias_col: *const f32,
+    /// `C ← max(C, 0)`.
+    pub relu: bool,
+    /// ReLU mask of the same shape as C.
+    pub mask: Option<RawRef>,
+}
+
+// SAFETY: the pointers come from shared borrows (`&[f32]`, `MatRef`) that outlive the
+// call and are only read.
+unsafe impl Send for Tail {}
+// SAFETY: as above.
+unsafe impl Sync for Tail {}
+
+/// One validated GEMM in kernel orientation: `C ← α·A·B + β·C`, then the tail.
+#[derive(Debug, Clone, Copy)]
+pub struct Problem {
+    /// Scale of the product.
+    pub alpha: f32,
+    /// Scale of the prior C; 0 means C is not read.
+    pub beta: f32,
+    /// `m × k`.
+    pub a: RawRef,
+    /// `k × n`.
+    pub b: RawRef,
+    /// `m × n`.
+    pub c: RawMut,
+    /// Bias, ReLU and mask.
+    pub tail: Tail,
+}
+
+impl Problem {
+    /// Rows `i .. i + rows` of C (and of A, the biases and the mask).
+    ///
+    /// # Safety
+    /// The rows must lie inside C.
+    unsafe fn rows(self, i: usize, rows: usize) -> Self {
+        let k = self.a.cols;
+        let n = self.c.cols;
+        // SAFETY: the caller keeps the block inside C, hence inside A and the mask,
+        // which have as many rows; the row bias has one value per row.
+        unsafe {
+            Self {
+                a: self.a.block(i, 0, rows, k),
+                c: self.c.block(i, 0, rows, n),
+                tail: Tail {
+                    bias_row: offset(self.tail.bias_row, i),
+                    mask: self.tail.mask.map(|m| m.block(i, 0, rows, n)),
+                    ..self.tail
+                },
+                ..self
+            }
+        }
+    }
+
+    /// Columns `j .. j + cols` of C (and of B, the biases and the mask).
+    ///
+    /// # Safety
+    /// The columns must lie inside C.
+    unsafe fn cols(self, j: usize, cols: usize) -> Self {
+        let k = self.a.cols;
+        let m = self.c.rows;
+        // SAFETY: as `rows`, for columns.
+        unsafe {
+            Self {
+                b: self.b.block(0, j, k, cols),
+                c: self.c.block(0, j, m, cols),
+                tail: Tail {
+                    bias_col: offset(self.tail.bias_col, j),
+                    mask: self.tail.mask.map(|mk| mk.block(0, j, m, cols)),
+                    ..self.tail
+                },
+                ..self
+            }
+        }
+    }
+}
+
+/// `p + i`, keeping null as null.
+///
+/// # Safety
+/// When `p` is not null, `p + i` must stay inside its allocation.
+unsafe fn offset(p: *const f32, i: usize) -> *const f32 {
+    // SAFETY: the caller's contract.
+    if p.is_null() { p } else { unsafe { p.add(i) } }
+}
+
+/// Runs `p`, on the current rayon pool when `parallel` and the product is big enough.
+///
+/// C is cut into as many blocks as the pool has threads, along its longer side in
+/// whole tiles (`MR` rows or `NR` columns), so every tile and every k-block is the
+/// same as on one thread: each element is summed by one thread in the same order,
+/// and the result is bit-identical for any thread count.
+///
+/// # Safety
+/// Every view of `p` must be valid (A, B, biases, mask readable, C writable and not
+/// aliased by the others).
+pub unsafe fn run(p: Problem, parallel: bool) {
+    let (m, n, k) = (p.c.rows, p.c.cols, p.a.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let blocking = Blocking::get();
+    let threads = if parallel && m.saturating_mul(n).saturating_mul(k.max(1)) >= PARALLEL_MIN_MACS {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let (tiles_m, tiles_n) = (m.div_ceil(MR), n.div_ceil(NR));
+    // Split the longer side: the other operand, which every thread packs in full, is
+    // then the smaller one.
+    let along_n = n >= m;
+    let tiles = if along_n { tiles_n } else { tiles_m };
+    let parts = threads.min(tiles);
+    if parts <= 1 {
+        // SAFETY: the caller's contract.
+        unsafe { serial(&p, blocking) };
+        return;
+    }
+    (0..parts).into_par_iter().for_each(|t| {
+        let (t0, t1) = (t * tiles / parts, (t + 1) * tiles / parts);
+        // SAFETY: parts ≤ tiles, so each part is a non-empty range of whole tiles inside
+        // C, disjoint from the other parts' ranges.
+        unsafe {
+            let block = if along_n {
+                p.cols(t0 * NR, (t1 * NR).min(n) - t0 * NR)
+            } else {
+                p.rows(t0 * MR, (t1 * MR).min(m) - t0 * MR)
+            };
+            serial(&block, blocking);
+        }
+    });
+}
+
+thread_local! {
+    /// This thread's packed A~ block, reused across calls.
+    static PACK_A: Cell<Vec<V>> = const { Cell::new(Vec::new()) };
+    /// This thread's packed B~ block, reused across calls.
+    static PACK_B: Cell<Vec<V>> = const { Cell::new(Vec::new()) };
+}
+
+/// Takes this thread's buffer out of `cell` (a nested call on the same thread, e.g.
+/// from a rayon task stolen while waiting, finds it empty and allocates its own),
+/// grown to at least `len` floats.
+fn take_buffer(cell: &'static std::thread::LocalKey<Cell<Vec<V>>>, len: usize) -> Vec<V> {
+    let mut buf = cell.with(Cell::take);
+    let vectors = len.div_ceil(LANES);
+    if buf.len() < vectors {
+        buf.resize(vectors, V::ZERO);
+    }
+    buf
+}
+
+/// The five loops on one thread.
+///
+/// # Safety
+/// As [`run`].
+unsafe fn serial(p: &Problem, blocking: Blocking) {
+    let (m, n, k) = (p.c.rows, p.c.cols, p.a.cols);
+    let kc_max = blocking.kc_for(k);
+    let mc_max = blocking.mc.min(m.div_ceil(MR) * MR);
+    let nc_max = blocking.nc.min(n.div_ceil(NR) * NR);
+    let mut a_buf = take_buffer(&PACK_A, mc_max * kc_max);
+    let mut b_buf = take_buffer(&PACK_B, kc_max * nc_max);
+    let a_pack = a_buf.as_mut_ptr().cast::<f32>();
+    let b_pack = b_buf.as_mut_ptr().cast::<f32>();
+
+    // LOOP 5: split n into nc parts (B~ in L3).
+    for jc in (0..n).step_by(blocking.nc) {
+        let nc = blocking.nc.min(n - jc);
+        // LOOP 4: split k into kc parts; pack B (B~ is kc × nc). Runs once when k = 0,
+        // so that C still gets β·C and the epilogue.
+        let mut pc = 0;
+        loop {
+            let kc = kc_max.min(k - pc);
+            // SAFETY: the block is inside B; b_pack holds kc_max · nc_max ≥ kc · ⌈nc/NR⌉·NR floats.
+            unsafe { pack_b(p.b.block(pc, jc, kc, nc), b_pack) };
+            // Later k-blocks accumulate onto what the first wrote.
+            let beta = if pc == 0 { p.beta } else { 1.0 };
+            let last = pc + kc >= k;
+            // LOOP 3: split m into mc parts; pack A (A~ is mc × kc, in L2).
+            for ic in (0..m).step_by(blocking.mc) {
+                let mc = blocking.mc.min(m - ic);
+                // SAFETY: the block is inside A; a_pack holds mc_max · kc_max ≥ ⌈mc/MR⌉·MR · kc floats.
+                unsafe { pack_a(p.a.block(ic, pc, mc, kc), a_pack) };
+                // LOOP 2: split nc into NR-wide micro-panels of B~ (each stays in L1).
+                for jr in (0..nc).step_by(NR) {
+                    let (j, cols) = (jc + jr, NR.min(nc - jr));
+                    // LOOP 1: split mc into MR-high micro-panels of A~.
+                    for ir in (0..mc).step_by(MR) {
+                        let (i, rows) = (ic + ir, MR.min(mc - ir));
+                        // SAFETY: (i, j) is inside C and the tile's rows × cols too; the
+                        // micro-panels start at ir·kc and jr·kc of the packed blocks.
+                        unsafe {
+                            let out = TileOut {
+                                c: p.c.ptr.add(i * p.c.rs + j * p.c.cs),
+                                c_rs: p.c.rs,
+                                c_cs: p.c.cs,
+                                rows,
+                                cols,
+                                alpha: p.alpha,
+                                beta,
+                                last,
+                                bias_row: offset(p.tail.bias_row, i),
+                                bias_col: offset(p.tail.bias_col, j),
+                                relu: p.tail.relu,
+                                mask: p
+                                    .tail
+                                    .mask
+                                    .map_or(core::ptr::null(), |mk| mk.ptr.add(i * mk.rs + j * mk.cs)),
+                                mask_rs: p.tail.mask.map_or(0, |mk| mk.rs),
+                                mask_cs: p.tail.mask.map_or(0, |mk| mk.cs),
+                            };
+                            tile(kc, a_pack.add(ir * kc), b_pack.add(jr * kc), &out);
+                        }
+                    }
+                }
+            }
+            pc += kc;
+            if pc >= k {
+                break;
+            }
+        }
+    }
+    PACK_A.with(|c| c.set(a_buf));
+    PACK_B.with(|c| c.set(b_buf));
+}

@@ -1,0 +1,201 @@
+//! The `MR × NR` microkernel (LOOP 0 of BLIS) and the write-out of its tile into C,
+//! where α, β and the fused epilogue are applied.
+//!
+//! The kernel works in *kernel orientation*: a tile's `MR` rows are `MV` SIMD vectors
+//! loaded from a packed A micro-panel, its `NR` columns are broadcasts from a packed B
+//! micro-panel, and each step of `k` is `MV · NR` fused multiply-adds. The SIMD type is
+//! chosen when the crate is compiled (`wide` selects its implementation with
+//! `cfg(target_feature)`): `f32x16` (one zmm) with AVX-512, `f32x8` (one ymm) with AVX2,
+//! `f32x4` otherwise. The code is the same for all three; only `V`, `MV` and `NR` differ.
+
+#[cfg(all(target_feature = "avx512f", target_feature = "fma"))]
+mod arch {
+    /// One SIMD register of `f32`.
+    pub type V = wide::f32x16;
+    /// Vectors per tile column.
+    pub const MV: usize = 2;
+    /// Tile columns (broadcasts of B).
+    pub const NR: usize = 12;
+}
+
+#[cfg(all(
+    not(all(target_feature = "avx512f", target_feature = "fma")),
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+mod arch {
+    /// One SIMD register of `f32`.
+    pub type V = wide::f32x8;
+    /// Vectors per tile column.
+    pub const MV: usize = 2;
+    /// Tile columns (broadcasts of B).
+    pub const NR: usize = 6;
+}
+
+#[cfg(not(all(target_feature = "avx2", target_feature = "fma")))]
+mod arch {
+    /// One SIMD register of `f32`.
+    pub type V = wide::f32x4;
+    /// Vectors per tile column.
+    pub const MV: usize = 2;
+    /// Tile columns (broadcasts of B).
+    pub const NR: usize = 6;
+}
+
+pub use arch::{MV, NR, V};
+
+/// `f32` lanes in one SIMD vector.
+pub const LANES: usize = size_of::<V>() / size_of::<f32>();
+/// Rows of a microkernel tile (`MV` vectors).
+pub const MR: usize = MV * LANES;
+
+/// Where and how a finished tile is written: everything the write-out needs besides
+/// the accumulators. Pointers are already offset to the tile's origin.
+#[derive(Clone, Copy)]
+pub struct TileOut {
+    /// Element `(0, 0)` of the tile in C.
+    pub c: *mut f32,
+    /// Row stride of C (1 for the vector fast path).
+    pub c_rs: usize,
+    /// Column stride of C.
+    pub c_cs: usize,
+    /// Valid rows of the tile (`≤ MR`); rows past it are padding.
+    pub rows: usize,
+    /// Valid columns of the tile (`≤ NR`).
+    pub cols: usize,
+    /// Scale of the product.
+    pub alpha: f32,
+    /// Scale of the prior C for this k-block; 0 means C is not read.
+    pub beta: f32,
+    /// Whether this is the last k-block, on which the epilogue is applied.
+    pub last: bool,
+    /// Bias per tile row (`rows` values), or null.
+    pub bias_row: *const f32,
+    /// Bias per tile column (`cols` values), or null.
+    pub bias_col: *const f32,
+    /// `C ← max(C, 0)`.
+    pub relu: bool,
+    /// ReLU mask element `(0, 0)` (zero C where the mask is ≤ 0), or null.
+    pub mask: *const f32,
+    /// Row stride of the mask.
+    pub mask_rs: usize,
+    /// Column stride of the mask.
+    pub mask_cs: usize,
+}
+
+/// Computes one `MR × NR` tile from packed micro-panels and writes it out.
+///
+/// `a` is an A micro-panel, `kc` steps of `MR` contiguous values (zero-padded past the
+/// valid rows); `b` a B micro-panel, `kc` steps of `NR` values. The sum over `k` runs
+/// in order `0, 1, …, kc − 1` for every element, whatever the tile's position.
+///
+/// # Safety
+/// `a` must be valid for `kc · MR` reads and `b` for `kc · NR` reads; `out` must describe
+/// a tile whose `rows × cols` elements (and the same elements of the mask and biases,
+/// when given) are valid, and C must not be accessed by anyone else meanwhile.
+#[inline(never)]
+pub unsafe fn tile(kc: usize, a: *const f32, b: *const f32, out: &TileOut) {
+    let mut acc = [[V::ZERO; MV]; NR];
+    for p in 0..kc {
+        // SAFETY: p < kc, so the MR values at a + p·MR and the NR values at b + p·NR lie
+        // inside the micro-panels the caller vouched for.
+        unsafe {
+            let ap = a.add(p * MR);
+            let av: [V; MV] = core::array::from_fn(|v| ap.add(v * LANES).cast::<V>().read_unaligned());
+            let bp = b.add(p * NR);
+            for (j, accj) in acc.iter_mut().enumerate() {
+                let bj = V::splat(*bp.add(j));
+                for v in 0..MV {
+                    accj[v] = av[v].mul_add(bj, accj[v]);
+                }
+            }
+        }
+    }
+    let full = out.rows == MR && out.cols == NR;
+    if full && out.c_rs == 1 && (out.mask.is_null() || out.mask_rs == 1) {
+        // SAFETY: the tile is full and its columns are contiguous, so each vector
+        // access stays inside the rows × cols elements the caller vouched for.
+        unsafe { store_vectors(&acc, out) };
+    } else {
+        // SAFETY: store_scalar touches only the valid rows × cols elements.
+        unsafe { store_scalar(&acc, out) };
+    }
+}
+
+/// Write-out of a full tile with contiguous columns, a vector at a time.
+///
+/// # Safety
+/// As [`tile`], with `out.rows == MR`, `out.cols == NR`, `out.c_rs == 1`, and a mask
+/// (if any) with row stride 1.
+#[inline(always)]
+unsafe fn store_vectors(acc: &[[V; MV]; NR], out: &TileOut) {
+    let alpha = V::splat(out.alpha);
+    let beta = V::splat(out.beta);
+    for (j, accj) in acc.iter().enumerate() {
+        for (v, &x) in accj.iter().enumerate() {
+            // SAFETY: row v·LANES .. (v+1)·LANES of column j lies inside the full tile,
+            // whose columns are contiguous (c_rs == 1); the same holds for the mask
+            // (mask_rs == 1) and the row bias (MR values).
+            unsafe {
+                let ptr = out.c.add(j * out.c_cs + v * LANES).cast::<V>();
+                // The same operations in the same order as `store_scalar`, so that an
+                // element's bits do not depend on which path wrote it.
+                let mut x = x * alpha;
+                if out.beta != 0.0 {
+                    x += beta * ptr.read_unaligned();
+                }
+                if out.last {
+                    if !out.bias_row.is_null() {
+                        x += out.bias_row.add(v * LANES).cast::<V>().read_unaligned();
+                    }
+                    if !out.bias_col.is_null() {
+                        x += V::splat(*out.bias_col.add(j));
+                    }
+                    if out.relu {
+                        x = x.max(V::ZERO);
+                    }
+                    if !out.mask.is_null() {
+                        let m = out.mask.add(j * out.mask_cs + v * LANES).cast::<V>().read_unaligned();
+                        x = m.simd_le(V::ZERO).select(V::ZERO, x);
+                    }
+                }
+                ptr.write_unaligned(x);
+            }
+        }
+    }
+}
+
+/// Write-out of any tile (partial, or with strided C or mask), an element at a time.
+///
+/// # Safety
+/// As [`tile`].
+unsafe fn store_scalar(acc: &[[V; MV]; NR], out: &TileOut) {
+    for (j, accj) in acc.iter().enumerate().take(out.cols) {
+        let col: [f32; MR] = core::array::from_fn(|i| accj[i / LANES].as_array()[i % LANES]);
+        for (i, &x) in col.iter().enumerate().take(out.rows) {
+            // SAFETY: i < rows and j < cols, inside the tile the caller vouched for.
+            unsafe {
+                let ptr = out.c.add(i * out.c_rs + j * out.c_cs);
+                let mut x = x * out.alpha;
+                if out.beta != 0.0 {
+                    x += out.beta * *ptr;
+                }
+                if out.last {
+                    if !out.bias_row.is_null() {
+                        x += *out.bias_row.add(i);
+                    }
+                    if !out.bias_col.is_null() {
+                        x += *out.bias_col.add(j);
+                    }
+                    if out.relu {
+                        x = x.max(0.0);
+                    }
+                    if !out.mask.is_null() && *out.mask.add(i * out.mask_rs + j * out.mask_cs) <= 0.0 {
+                        x = 0.0;
+                    }
+                }
+                *ptr = x;
+            }
+        }
+    }
+}
