@@ -13,10 +13,12 @@
 pub mod criteria;
 pub mod error;
 pub mod record;
+pub mod schedule;
 pub mod status;
 pub mod surgery;
 
 pub use criteria::{Context, Criterion, Scores};
 pub use error::PruneError;
 pub use record::{Data, accuracy, record};
+pub use schedule::{Amount, Plan};
 pub use status::{ActivationStatus, ConvDecision, LayerStatus};
