@@ -19,10 +19,12 @@ pub mod init;
 pub mod layers;
 mod loss;
 mod model;
+pub mod sgd;
 pub mod spec;
 
 pub use error::NetError;
 pub use init::Init;
 pub use layers::{Conv2d, Layer, Linear, MaxPool2d};
 pub use model::{GradientFn, Model, OutputFn, Workspace};
+pub use sgd::{Schedule, Sgd};
 pub use spec::{LayerSpec, parse_spec};

@@ -57,7 +57,6 @@ impl Workspace {
 
     /// All parameter gradients, one `(weight, bias)` pair per layer (empty for layers
     /// without parameters).
-    #[allow(dead_code)] // Used by SGD (next commit).
     pub(crate) fn grads(&self) -> &[(Vec<f32>, Vec<f32>)] {
         &self.grads
     }

@@ -1,0 +1,173 @@
+//! Stochastic gradient descent with PyTorch's semantics (`torch.optim.SGD`, dampening 0):
+//!
+//! ```text
+//! g ← g + wd·w                       (weight decay)
+//! v ← g              on the first step,
+//! v ← μ·v + g        afterwards      (momentum, a pure step: `momentum_step`)
+//! d ← g + μ·v if Nesterov, else v
+//! w ← w − lr·d
+//! ```
+//!
+//! and the learning-rate schedules that set `lr` per epoch.
+
+use crate::{Model, NetError, Workspace};
+
+/// The learning rate over epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Schedule {
+    /// `lr` throughout.
+    #[default]
+    Constant,
+    /// `lr · gamma^⌊epoch / every⌋` (PyTorch `StepLR(step_size = every, gamma)`).
+    Step {
+        /// Epochs between decays (≥ 1).
+        every: usize,
+        /// Factor applied at each decay.
+        gamma: f32,
+    },
+    /// `lr · (1 + cos(π · epoch / epochs)) / 2` (PyTorch `CosineAnnealingLR(T_max = epochs)`,
+    /// `eta_min = 0`), stepped once per epoch.
+    Cosine,
+}
+
+impl Schedule {
+    /// The learning rate for `epoch` (0-based) of `epochs`, from the base rate `lr`.
+    pub fn lr(&self, lr: f32, epoch: usize, epochs: usize) -> f32 {
+        match *self {
+            Schedule::Constant => lr,
+            Schedule::Step { every, gamma } => lr * gamma.powi((epoch / every.max(1)) as i32),
+            Schedule::Cosine => {
+                let t = epoch as f64 / epochs.max(1) as f64;
+                (f64::from(lr) * (1.0 + (std::f64::consts::PI * t).cos()) / 2.0) as f32
+            }
+        }
+    }
+}
+
+/// One momentum step for one parameter, pure: from the gradient `g` (weight decay
+/// included) and the velocity `v` (ignored on the first step), returns
+/// `(direction, new velocity)`.
+#[inline(always)]
+pub fn momentum_step(g: f32, v: f32, momentum: f32, nesterov: bool, first: bool) -> (f32, f32) {
+    let v = if first { g } else { momentum * v + g };
+    let d = if nesterov { g + momentum * v } else { v };
+    (d, v)
+}
+
+/// SGD with momentum state for one model. The state is sized from the model on the
+/// first step; it must be reset (`Sgd::new`) if the model's widths change.
+#[derive(Debug, Clone)]
+pub struct Sgd {
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum `μ` (0 disables it).
+    pub momentum: f32,
+    /// L2 weight decay `wd`, added to the gradient.
+    pub weight_decay: f32,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// Velocities per layer: (weight, bias), PyTorch layouts.
+    velocity: Vec<(Vec<f32>, Vec<f32>)>,
+    steps: u64,
+}
+
+impl Sgd {
+    /// An optimiser with no state yet.
+    pub fn new(lr: f32, momentum: f32, weight_decay: f32, nesterov: bool) -> Self {
+        Sgd { lr, momentum, weight_decay, nesterov, velocity: Vec::new(), steps: 0 }
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Updates every parameter of `model` from the gradients the last
+    /// [`Model::forward_backward`] left in `ws`.
+    ///
+    /// # Errors
+    /// [`NetError::Shape`] when the gradients in `ws` do not belong to this model.
+    pub fn step(&mut self, model: &mut Model, ws: &Workspace) -> Result<(), NetError> {
+        let grads = ws.grads();
+        let layers = model.layers_mut();
+        if grads.len() != layers.len() {
+            return Err(NetError::Shape {
+                layer: 0,
+                kind: "sgd",
+                reason: format!(
+                    "workspace holds gradients of {} layers, model has {}",
+                    grads.len(),
+                    layers.len()
+                ),
+            });
+        }
+        let first = self.steps == 0 || self.velocity.len() != layers.len();
+        if first {
+            self.velocity = layers
+                .iter()
+                .map(|l| {
+                    l.params()
+                        .map_or((Vec::new(), Vec::new()), |(w, b)| (vec![0.0; w.len()], vec![0.0; b.len()]))
+                })
+                .collect();
+        }
+        let (lr, mu, wd, nesterov) = (self.lr, self.momentum, self.weight_decay, self.nesterov);
+        for (i, ((layer, (gw, gb)), (vw, vb))) in
+            layers.iter_mut().zip(grads).zip(self.velocity.iter_mut()).enumerate()
+        {
+            let kind = layer.kind();
+            let Some((w, b)) = layer.params_mut() else { continue };
+            if gw.len() != w.len() || gb.len() != b.len() || vw.len() != w.len() || vb.len() != b.len() {
+                return Err(NetError::Shape {
+                    layer: i,
+                    kind,
+                    reason: "gradient or velocity length differs from the parameters".into(),
+                });
+            }
+            for ((p, &g), v) in w
+                .iter_mut()
+                .chain(b.iter_mut())
+                .zip(gw.iter().chain(gb))
+                .zip(vw.iter_mut().chain(vb.iter_mut()))
+            {
+                let g = if wd != 0.0 { g + wd * *p } else { g };
+                let d = if mu != 0.0 {
+                    let (d, nv) = momentum_step(g, *v, mu, nesterov, first);
+                    *v = nv;
+                    d
+                } else {
+                    g
+                };
+                *p -= lr * d;
+            }
+        }
+        self.steps += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn momentum_matches_pytorch_by_hand() {
+        // First step v = g; then v = μv + g.
+        assert_eq!(momentum_step(2.0, 123.0, 0.9, false, true), (2.0, 2.0));
+        assert_eq!(momentum_step(1.0, 2.0, 0.5, false, false), (2.0, 2.0));
+        // Nesterov: d = g + μ·v.
+        assert_eq!(momentum_step(1.0, 2.0, 0.5, true, false), (2.0, 2.0));
+        assert_eq!(momentum_step(2.0, 0.0, 0.5, true, true), (3.0, 2.0));
+    }
+
+    #[test]
+    fn schedules() {
+        assert_eq!(Schedule::Constant.lr(0.1, 7, 10), 0.1);
+        let s = Schedule::Step { every: 3, gamma: 0.5 };
+        assert_eq!(s.lr(0.8, 2, 10), 0.8);
+        assert_eq!(s.lr(0.8, 3, 10), 0.4);
+        assert_eq!(s.lr(0.8, 6, 10), 0.2);
+        assert_eq!(Schedule::Cosine.lr(0.2, 0, 10), 0.2);
+        assert!((Schedule::Cosine.lr(0.2, 5, 10) - 0.1).abs() < 1e-7);
+    }
+}
