@@ -9,9 +9,21 @@
 //! `(c, ky, kx)` and column `(n, y, x)` holds `in[n, c, y·s + ky − p, x·s + kx − p]`
 //! (zero in the padding). The forward pass is then `out = W · cols` with `W` the
 //! `O × (C·KH·KW)` weight matrix.
+//!
+//! Two paths compute the same thing ([`ConvPath`]): `lowered` (im2col + GEMM over
+//! runs of images, any stride) and `direct` (stride 1, vectorised over output rows,
+//! no lowered matrix). [`conv2d_forward`] and [`conv2d_backward`] pick one by shape.
+//!
+//! Determinism: every output element is computed by one thread; weight and bias
+//! gradients are summed per fixed-size run of images and the runs' partials added in
+//! run order, so results are bit-identical for any thread count.
+
+mod direct;
+mod im2col;
+mod lowered;
 
 use crate::KernelError;
-use crate::gemm::{Bias, Epilogue, MatMut, MatRef, Parallelism, gemm};
+use crate::gemm::Parallelism;
 
 /// The shape of one convolution: batch, channels, spatial sizes, kernel, stride, padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,62 +114,90 @@ fn check_len(name: &'static str, len: usize, expected: usize) -> Result<(), Kern
     if len == expected { Ok(()) } else { Err(KernelError::BadLength { name, len, expected }) }
 }
 
+/// Sums `xs` in a fixed order that vectorises: 16 interleaved partial sums, then those
+/// added left to right. Used wherever a sum must not depend on how work was split.
+pub(crate) fn sum_in_order(xs: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += *v;
+        }
+    }
+    for (l, v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l += *v;
+    }
+    lanes.iter().sum()
+}
+
 /// Lowers `input` (`N × C × H × W`) into `cols` (row-major `(C·KH·KW) × (N·OH·OW)`, overwritten).
+///
+/// # Errors
+/// [`KernelError::BadGeometry`] for an invalid geometry, [`KernelError::BadLength`]
+/// when a buffer does not match it.
 pub fn im2col(g: &ConvGeometry, input: &[f32], cols: &mut [f32]) -> Result<(), KernelError> {
     g.validate()?;
     check_len("input", input.len(), g.input_len())?;
     check_len("cols", cols.len(), g.col_rows() * g.col_cols())?;
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let ncols = g.col_cols();
-    for c in 0..g.in_c {
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let row = (c * g.kh + ky) * g.kw + kx;
-                let dst = &mut cols[row * ncols..(row + 1) * ncols];
-                for n in 0..g.batch {
-                    let plane = &input[(n * g.in_c + c) * g.in_h * g.in_w..][..g.in_h * g.in_w];
-                    for y in 0..oh {
-                        for x in 0..ow {
-                            dst[(n * oh + y) * ow + x] = match g.input_pos(y, x, ky, kx) {
-                                Some((iy, ix)) => plane[iy * g.in_w + ix],
-                                None => 0.0,
-                            };
-                        }
-                    }
-                }
-            }
-        }
-    }
+    im2col::lower(g, input, g.batch, cols);
     Ok(())
 }
 
-/// The adjoint of [`im2col`]: adds (`+=`) every element of `cols` back into the input
-/// position it was read from, accumulating into `grad_input` (`N × C × H × W`).
+/// The adjoint of [`im2col`]: adds (`+=`) every element of `cols` (row-major
+/// `(C·KH·KW) × (N·OH·OW)`) back into the input position it was read from,
+/// accumulating into `grad_input` (`N × C × H × W`); padding positions are dropped.
+///
+/// # Errors
+/// As [`im2col`].
 pub fn col2im(g: &ConvGeometry, cols: &[f32], grad_input: &mut [f32]) -> Result<(), KernelError> {
     g.validate()?;
     check_len("grad_input", grad_input.len(), g.input_len())?;
     check_len("cols", cols.len(), g.col_rows() * g.col_cols())?;
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let ncols = g.col_cols();
-    for c in 0..g.in_c {
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let row = (c * g.kh + ky) * g.kw + kx;
-                let src = &cols[row * ncols..(row + 1) * ncols];
-                for n in 0..g.batch {
-                    let base = (n * g.in_c + c) * g.in_h * g.in_w;
-                    for y in 0..oh {
-                        for x in 0..ow {
-                            if let Some((iy, ix)) = g.input_pos(y, x, ky, kx) {
-                                grad_input[base + iy * g.in_w + ix] += src[(n * oh + y) * ow + x];
-                            }
-                        }
-                    }
-                }
-            }
+    im2col::raise_add(g, cols, g.batch, grad_input);
+    Ok(())
+}
+
+/// Which implementation a convolution runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvPath {
+    /// The fastest path for the shape (what [`conv2d_forward`] and [`conv2d_backward`] use).
+    #[default]
+    Auto,
+    /// im2col + GEMM over runs of images; any geometry.
+    Lowered,
+    /// Direct, vectorised over output rows; stride 1 only (and, for the input
+    /// gradient, padding below the kernel size).
+    Direct,
+}
+
+impl ConvPath {
+    /// The path [`ConvPath::Auto`] takes for a forward pass of `g`.
+    pub fn for_forward(g: &ConvGeometry) -> Self {
+        if direct::supports_forward(g) && prefers_direct(g) { Self::Direct } else { Self::Lowered }
+    }
+
+    /// The path [`ConvPath::Auto`] takes for a backward pass of `g`, with or without
+    /// the input gradient.
+    pub fn for_backward(g: &ConvGeometry, with_input: bool) -> Self {
+        if direct::supports_backward(g, with_input) && prefers_direct(g) {
+            Self::Direct
+        } else {
+            Self::Lowered
         }
     }
-    Ok(())
+}
+
+/// Where the direct kernels beat im2col + GEMM: few taps per output (the lowered GEMM
+/// is thin in `K`) on rows wide enough to fill most of a vector's lanes.
+fn prefers_direct(g: &ConvGeometry) -> bool {
+    g.col_rows() <= 256 && g.out_w() >= 8
+}
+
+fn unsupported(path: &str, g: &ConvGeometry) -> KernelError {
+    KernelError::BadGeometry(format!(
+        "the {path} path needs stride 1 and padding below the kernel size, got stride {} pad {} kernel {}×{}",
+        g.stride, g.pad, g.kh, g.kw
+    ))
 }
 
 /// Convolution forward over a batch: `output = conv(input, weight) + bias`, then ReLU
@@ -165,7 +205,30 @@ pub fn col2im(g: &ConvGeometry, cols: &[f32], grad_input: &mut [f32]) -> Result<
 ///
 /// `input`: `N × C × H × W`; `weight`: `O × C × KH × KW`; `bias`: `O`;
 /// `output`: `N × O × OH × OW`, overwritten. Chooses the fastest path for the shape.
+///
+/// # Errors
+/// [`KernelError::BadGeometry`] for an invalid geometry, [`KernelError::BadLength`]
+/// when a buffer does not match it.
 pub fn conv2d_forward(
+    g: &ConvGeometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    output: &mut [f32],
+    parallelism: Parallelism,
+) -> Result<(), KernelError> {
+    conv2d_forward_with(ConvPath::Auto, g, input, weight, bias, relu, output, parallelism)
+}
+
+/// [`conv2d_forward`] on a chosen [`ConvPath`] (benchmarks and tests use it to exercise
+/// each path on its own).
+///
+/// # Errors
+/// As [`conv2d_forward`], and [`KernelError::BadGeometry`] when `path` cannot handle `g`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_with(
+    path: ConvPath,
     g: &ConvGeometry,
     input: &[f32],
     weight: &[f32],
@@ -181,28 +244,55 @@ pub fn conv2d_forward(
     if let Some(b) = bias {
         check_len("bias", b.len(), g.out_c)?;
     }
-    // One image at a time: out[n] (O × OH·OW) = W (O × C·KH·KW) · cols[n].
-    let per_image = ConvGeometry { batch: 1, ..*g };
-    let k = g.col_rows();
-    let spatial = g.out_h() * g.out_w();
-    let mut cols = vec![0.0f32; k * spatial];
-    let w = MatRef::row_major(weight, g.out_c, k)?;
-    let in_len = per_image.input_len();
-    for (img, out) in input.chunks_exact(in_len).zip(output.chunks_exact_mut(g.out_c * spatial)) {
-        im2col(&per_image, img, &mut cols)?;
-        let b = MatRef::row_major(&cols, k, spatial)?;
-        let mut c = MatMut::row_major(out, g.out_c, spatial)?;
-        let epilogue = Epilogue { bias: bias.map_or(Bias::None, Bias::PerRow), relu, relu_mask: None };
-        gemm(1.0, w, b, 0.0, &mut c, &epilogue, parallelism)?;
+    let path = if path == ConvPath::Auto { ConvPath::for_forward(g) } else { path };
+    match path {
+        ConvPath::Direct if !direct::supports_forward(g) => Err(unsupported("direct", g)),
+        ConvPath::Direct => {
+            direct::forward(g, input, weight, bias, relu, output, parallelism);
+            Ok(())
+        }
+        _ => lowered::forward(g, input, weight, bias, relu, output, parallelism),
     }
-    Ok(())
 }
 
 /// Convolution backward over a batch, from `grad_output` (`N × O × OH × OW`):
 /// `grad_input` (`N × C × H × W`) is overwritten when given; `grad_weight`
 /// (`O × C × KH × KW`) and `grad_bias` (`O`) are accumulated (`+=`).
+///
+/// # Errors
+/// [`KernelError::BadGeometry`] for an invalid geometry, [`KernelError::BadLength`]
+/// when a buffer does not match it.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward(
+    g: &ConvGeometry,
+    input: &[f32],
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: Option<&mut [f32]>,
+    grad_weight: &mut [f32],
+    grad_bias: Option<&mut [f32]>,
+    parallelism: Parallelism,
+) -> Result<(), KernelError> {
+    conv2d_backward_with(
+        ConvPath::Auto,
+        g,
+        input,
+        weight,
+        grad_output,
+        grad_input,
+        grad_weight,
+        grad_bias,
+        parallelism,
+    )
+}
+
+/// [`conv2d_backward`] on a chosen [`ConvPath`].
+///
+/// # Errors
+/// As [`conv2d_backward`], and [`KernelError::BadGeometry`] when `path` cannot handle `g`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_with(
+    path: ConvPath,
     g: &ConvGeometry,
     input: &[f32],
     weight: &[f32],
@@ -217,40 +307,22 @@ pub fn conv2d_backward(
     check_len("weight", weight.len(), g.weight_len())?;
     check_len("grad_output", grad_output.len(), g.output_len())?;
     check_len("grad_weight", grad_weight.len(), g.weight_len())?;
-    let per_image = ConvGeometry { batch: 1, ..*g };
-    let k = g.col_rows();
-    let spatial = g.out_h() * g.out_w();
-    let mut cols = vec![0.0f32; k * spatial];
-    let in_len = per_image.input_len();
-    let out_len = g.out_c * spatial;
-    let mut grad_input = grad_input;
-    if let Some(gi) = grad_input.as_deref_mut() {
+    if let Some(gi) = grad_input.as_deref() {
         check_len("grad_input", gi.len(), g.input_len())?;
-        gi.fill(0.0);
     }
-    if let Some(gb) = grad_bias {
+    if let Some(gb) = grad_bias.as_deref() {
         check_len("grad_bias", gb.len(), g.out_c)?;
-        for go in grad_output.chunks_exact(out_len) {
-            for (o, row) in go.chunks_exact(spatial).enumerate() {
-                gb[o] += row.iter().sum::<f32>();
-            }
+    }
+    let with_input = grad_input.is_some();
+    let path = if path == ConvPath::Auto { ConvPath::for_backward(g, with_input) } else { path };
+    match path {
+        ConvPath::Direct if !direct::supports_backward(g, with_input) => Err(unsupported("direct", g)),
+        ConvPath::Direct => {
+            direct::backward(g, input, weight, grad_output, grad_input, grad_weight, grad_bias, parallelism);
+            Ok(())
+        }
+        _ => {
+            lowered::backward(g, input, weight, grad_output, grad_input, grad_weight, grad_bias, parallelism)
         }
     }
-    let w = MatRef::row_major(weight, g.out_c, k)?;
-    for n in 0..g.batch {
-        let img = &input[n * in_len..(n + 1) * in_len];
-        let go = MatRef::row_major(&grad_output[n * out_len..(n + 1) * out_len], g.out_c, spatial)?;
-        // dW (O × K) += dY (O × S) · colsᵀ (S × K).
-        im2col(&per_image, img, &mut cols)?;
-        let colsm = MatRef::row_major(&cols, k, spatial)?;
-        let mut gw = MatMut::row_major(grad_weight, g.out_c, k)?;
-        gemm(1.0, go, colsm.t(), 1.0, &mut gw, &Epilogue::NONE, parallelism)?;
-        if let Some(gi) = grad_input.as_deref_mut() {
-            // dcols (K × S) = Wᵀ (K × O) · dY (O × S), then scatter back.
-            let mut dcols = MatMut::row_major(&mut cols, k, spatial)?;
-            gemm(1.0, w.t(), go, 0.0, &mut dcols, &Epilogue::NONE, parallelism)?;
-            col2im(&per_image, &cols, &mut gi[n * in_len..(n + 1) * in_len])?;
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,562 @@
+//! Direct convolution for stride 1, vectorised over the output row: the path for
+//! shapes where im2col is a poor fit, LeNet's conv1 above all (`C = 1`, `O = 6`, 5×5
+//! on 28×28: as a GEMM `50176 × 25 × 6`, too thin for any BLAS to block well).
+//!
+//! Each image is first copied into a zero-bordered buffer (`C × HP × WP`, the padding
+//! made explicit and the rows widened so that every vector load stays inside), so the
+//! kernels never test a pixel. A tap `(c, ky, kx)` is then just an offset
+//! `c·HP·WP + ky·WP + kx` into that buffer, and the lanes of a vector are `L`
+//! consecutive outputs `x` of one row (`L` = 16 with AVX-512, 8 otherwise; a 28-wide
+//! row is two vectors, the last lanes computed and dropped).
+//!
+//! - Forward: a register tile of `OB` output channels × `NV` vectors of one row; per
+//!   tap, `NV` loads of the input and `OB` broadcast weights feed `OB·NV` FMAs; bias
+//!   and ReLU are applied on the way out.
+//! - Weight gradient: a register tile of `OB` channels × `TB` taps, each lane summing
+//!   `dY[o, y, x]·in[y + ky, x + kx]` over the rows and images of a run, reduced across
+//!   lanes once at the end. `dY` is copied into rows padded with zeros to whole vectors
+//!   so the lanes past the row contribute nothing.
+//! - Input gradient: the forward kernel on `dY` with the weights transposed and flipped
+//!   and padding `K − 1 − p` (a "full" convolution).
+
+use rayon::prelude::*;
+
+use super::lowered::{Partial, bias_partial};
+use super::{ConvGeometry, sum_in_order};
+use crate::gemm::Parallelism;
+
+#[cfg(target_feature = "avx512f")]
+type V = wide::f32x16;
+#[cfg(not(target_feature = "avx512f"))]
+type V = wide::f32x8;
+
+/// Lanes of a vector.
+const L: usize = size_of::<V>() / size_of::<f32>();
+
+/// Register tiles, sized so accumulators + operands fit the 32 zmm registers of
+/// AVX-512 or the 16 ymm of AVX2: forward `OB × NV` accumulators, `NV` input vectors
+/// and one broadcast; weight gradient `OB × TB` accumulators, `OB` dY vectors, one input.
+#[cfg(target_feature = "avx512f")]
+mod tile {
+    pub(super) const FWD_OB_ONE_VECTOR: usize = 8;
+    pub(super) const FWD_OB_TWO_VECTORS: usize = 6;
+    pub(super) const DW_OB: usize = 6;
+    pub(super) const DW_TB: usize = 4;
+}
+#[cfg(not(target_feature = "avx512f"))]
+mod tile {
+    pub(super) const FWD_OB_ONE_VECTOR: usize = 8;
+    pub(super) const FWD_OB_TWO_VECTORS: usize = 6;
+    pub(super) const DW_OB: usize = 3;
+    pub(super) const DW_TB: usize = 3;
+}
+
+/// Images whose weight gradients one worker sums before handing back a partial; fixed,
+/// so the order of the final sum does not depend on the thread count.
+const DW_RUN_IMAGES: usize = 4;
+
+/// The shape of one stride-1 direct convolution with its own padding per axis (the
+/// input-gradient pass needs `KH − 1 − p` and `KW − 1 − p`).
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    pad_h: usize,
+    pad_w: usize,
+    oh: usize,
+    ow: usize,
+    /// Vectors per row tile (1 or 2).
+    nv: usize,
+    /// Row of the padded buffer: `⌈OW / (NV·L)⌉·NV·L + KW − 1 ≥ W + 2·pad_w`.
+    wp: usize,
+    /// Rows of the padded buffer per channel: `OH + KH − 1 = H + 2·pad_h`.
+    hp: usize,
+}
+
+impl Plan {
+    /// `None` when the padded input is smaller than the kernel.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        c: usize,
+        h: usize,
+        w: usize,
+        o: usize,
+        kh: usize,
+        kw: usize,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> Option<Self> {
+        let oh = (h + 2 * pad_h).checked_sub(kh)? + 1;
+        let ow = (w + 2 * pad_w).checked_sub(kw)? + 1;
+        let nv = if ow > L { 2 } else { 1 };
+        let wp = ow.div_ceil(nv * L) * nv * L + kw - 1;
+        Some(Self { c, h, w, o, kh, kw, pad_h, pad_w, oh, ow, nv, wp, hp: oh + kh - 1 })
+    }
+
+    fn from_geometry(g: &ConvGeometry) -> Option<Self> {
+        (g.stride == 1).then(|| Self::new(g.in_c, g.in_h, g.in_w, g.out_c, g.kh, g.kw, g.pad, g.pad))?
+    }
+
+    /// The largest tap offset, `(C−1)·HP·WP + (KH−1)·WP + KW − 1` (for `C ≥ 1`).
+    fn last_tap(&self) -> usize {
+        ((self.c - 1) * self.hp + self.kh - 1) * self.wp + self.kw - 1
+    }
+
+    /// Elements of one padded image, `C·HP·WP`.
+    fn padded_len(&self) -> usize {
+        self.c * self.hp * self.wp
+    }
+
+    /// Width of a row of dY padded to whole row tiles (`WP − (KW − 1)`).
+    fn gw(&self) -> usize {
+        self.wp + 1 - self.kw
+    }
+
+    /// Tap offsets into a padded image, in `(c, ky, kx)` order (the weight layout).
+    fn taps(&self) -> Vec<usize> {
+        let mut taps = Vec::with_capacity(self.c * self.kh * self.kw);
+        for c in 0..self.c {
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    taps.push((c * self.hp + ky) * self.wp + kx);
+                }
+            }
+        }
+        taps
+    }
+
+    /// Copies one image (`C × H × W`) into the interior of `dst` (`C × HP × WP`),
+    /// whose border was zeroed when it was allocated and is never written.
+    fn pad_into(&self, img: &[f32], dst: &mut [f32]) {
+        for (plane, dplane) in img.chunks_exact(self.h * self.w).zip(dst.chunks_exact_mut(self.hp * self.wp))
+        {
+            for (row, drow) in
+                plane.chunks_exact(self.w).zip(dplane[self.pad_h * self.wp..].chunks_mut(self.wp))
+            {
+                drow[self.pad_w..self.pad_w + self.w].copy_from_slice(row);
+            }
+        }
+    }
+}
+
+/// Whether [`forward`] handles `g`: stride 1.
+pub(super) fn supports_forward(g: &ConvGeometry) -> bool {
+    Plan::from_geometry(g).is_some()
+}
+
+/// Whether [`backward`] handles `g` (with an input gradient when `with_input`): stride 1,
+/// and for the input gradient a padding no larger than `K − 1` on each axis.
+pub(super) fn supports_backward(g: &ConvGeometry, with_input: bool) -> bool {
+    supports_forward(g) && (!with_input || (g.pad < g.kh && g.pad < g.kw))
+}
+
+/// Forward over the batch for a geometry accepted by [`supports_forward`]; lengths
+/// have been checked by the caller. `output` is overwritten.
+pub(super) fn forward(
+    g: &ConvGeometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    output: &mut [f32],
+    parallelism: Parallelism,
+) {
+    let Some(plan) = Plan::from_geometry(g) else { return };
+    let wt = transpose_weights(weight, g.out_c, g.col_rows());
+    run_forward(&plan, input, &wt, bias, relu, output, parallelism);
+}
+
+/// `O × K` → `K × O`, so the `OB` weights of one tap are adjacent.
+fn transpose_weights(weight: &[f32], o: usize, k: usize) -> Vec<f32> {
+    let mut wt = vec![0.0f32; o * k];
+    for (oi, row) in weight.chunks_exact(k).enumerate() {
+        for (t, &v) in row.iter().enumerate() {
+            wt[t * o + oi] = v;
+        }
+    }
+    wt
+}
+
+/// The forward kernel over every image of `input` (`N × C × H × W` for `plan`), one
+/// image per task; `wt` is `K × O`; `output` is `N × O × OH × OW`, overwritten.
+fn run_forward(
+    plan: &Plan,
+    input: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    output: &mut [f32],
+    parallelism: Parallelism,
+) {
+    let in_img = plan.c * plan.h * plan.w;
+    let out_img = plan.o * plan.oh * plan.ow;
+    if in_img == 0 || out_img == 0 {
+        output.fill(0.0);
+        if let Some(b) = bias {
+            // No taps: the output is the bias (then ReLU).
+            for img in output.chunks_exact_mut(out_img.max(1)) {
+                for (row, &bo) in img.chunks_exact_mut(plan.oh * plan.ow).zip(b) {
+                    row.fill(if relu { bo.max(0.0) } else { bo });
+                }
+            }
+        }
+        return;
+    }
+    let taps = plan.taps();
+    let image = |padded: &mut Vec<f32>, (img, out): (&[f32], &mut [f32])| {
+        plan.pad_into(img, padded);
+        forward_image(plan, padded, wt, &taps, bias, relu, out);
+    };
+    let new_padded = || vec![0.0f32; plan.padded_len()];
+    if parallelism == Parallelism::Rayon && input.len() > in_img {
+        input
+            .par_chunks_exact(in_img)
+            .zip(output.par_chunks_exact_mut(out_img))
+            .for_each_init(new_padded, image);
+    } else {
+        let mut padded = new_padded();
+        input.chunks_exact(in_img).zip(output.chunks_exact_mut(out_img)).for_each(|p| image(&mut padded, p));
+    }
+}
+
+/// All output channels of one padded image, in tiles of `OB` channels.
+fn forward_image(
+    plan: &Plan,
+    padded: &[f32],
+    wt: &[f32],
+    taps: &[usize],
+    bias: Option<&[f32]>,
+    relu: bool,
+    out: &mut [f32],
+) {
+    let ob_max = if plan.nv == 1 { tile::FWD_OB_ONE_VECTOR } else { tile::FWD_OB_TWO_VECTORS };
+    let mut o0 = 0;
+    while o0 < plan.o {
+        let ob = ob_max.min(plan.o - o0);
+        let args = FwdArgs { plan, padded, wt, taps, bias, relu, o0 };
+        if plan.nv == 1 {
+            fwd_dispatch::<1>(ob, &args, out);
+        } else {
+            fwd_dispatch::<2>(ob, &args, out);
+        }
+        o0 += ob;
+    }
+}
+
+/// What the forward tile kernel reads.
+struct FwdArgs<'a> {
+    plan: &'a Plan,
+    padded: &'a [f32],
+    wt: &'a [f32],
+    taps: &'a [usize],
+    bias: Option<&'a [f32]>,
+    relu: bool,
+    o0: usize,
+}
+
+fn fwd_dispatch<const NV: usize>(ob: usize, a: &FwdArgs<'_>, out: &mut [f32]) {
+    match ob {
+        1 => fwd_tile::<1, NV>(a, out),
+        2 => fwd_tile::<2, NV>(a, out),
+        3 => fwd_tile::<3, NV>(a, out),
+        4 => fwd_tile::<4, NV>(a, out),
+        5 => fwd_tile::<5, NV>(a, out),
+        6 => fwd_tile::<6, NV>(a, out),
+        7 => fwd_tile::<7, NV>(a, out),
+        _ => fwd_tile::<8, NV>(a, out),
+    }
+}
+
+/// Loads `L` floats at `p`.
+///
+/// # Safety
+/// `p .. p + L` must be readable `f32`s.
+#[inline(always)]
+unsafe fn load(p: *const f32) -> V {
+    // SAFETY: the caller guarantees `L` readable floats; `V` is `L` f32 lanes, and
+    // `read_unaligned` has no alignment requirement.
+    unsafe { p.cast::<V>().read_unaligned() }
+}
+
+/// Output channels `o0 .. o0 + OB` of one image, tile by tile of `NV·L` outputs of a row.
+#[inline(always)]
+fn fwd_tile<const OB: usize, const NV: usize>(a: &FwdArgs<'_>, out: &mut [f32]) {
+    let p = a.plan;
+    let o_total = p.o;
+    assert!(a.o0 + OB <= o_total && a.wt.len() == a.taps.len() * o_total);
+    assert!(a.padded.len() >= p.padded_len() && out.len() == o_total * p.oh * p.ow);
+    // Every tap offset plus the largest tile origin plus NV·L lanes stays inside the
+    // padded image: the last tap is at `(C−1)·HP·WP + (KH−1)·WP + KW−1`, the last tile
+    // origin `(OH−1)·WP + (WP − KW + 1 − NV·L)`, and `HP = OH + KH − 1`.
+    assert!(a.taps.iter().all(|&t| t <= p.last_tap()));
+    let tiles = (p.wp + 1 - p.kw) / (NV * L);
+    let base_ptr = a.padded.as_ptr();
+    let w_ptr = a.wt.as_ptr();
+    for y in 0..p.oh {
+        for tx in 0..tiles {
+            let origin = y * p.wp + tx * NV * L;
+            let mut acc = [[V::ZERO; NV]; OB];
+            for (t, &off) in a.taps.iter().enumerate() {
+                let mut x = [V::ZERO; NV];
+                for (v, xv) in x.iter_mut().enumerate() {
+                    // SAFETY: `origin + off + v·L + L ≤ C·HP·WP ≤ padded.len()` by the bounds
+                    // asserted above (tile origins and tap offsets of this plan).
+                    *xv = unsafe { load(base_ptr.add(origin + off + v * L)) };
+                }
+                for (o, acc_o) in acc.iter_mut().enumerate() {
+                    // SAFETY: `t < taps.len()` and `o0 + o < O`, so the index is below `wt.len()`.
+                    let w = V::splat(unsafe { *w_ptr.add(t * o_total + a.o0 + o) });
+                    for (acc_ov, xv) in acc_o.iter_mut().zip(&x) {
+                        *acc_ov = xv.mul_add(w, *acc_ov);
+                    }
+                }
+            }
+            let x0 = tx * NV * L;
+            for (o, acc_o) in acc.iter().enumerate() {
+                let oc = a.o0 + o;
+                let b = V::splat(a.bias.map_or(0.0, |b| b[oc]));
+                let row = &mut out[(oc * p.oh + y) * p.ow..][..p.ow];
+                for (v, acc_ov) in acc_o.iter().enumerate() {
+                    let start = x0 + v * L;
+                    if start >= p.ow {
+                        break;
+                    }
+                    let mut r = *acc_ov + b;
+                    if a.relu {
+                        r = r.max(V::ZERO);
+                    }
+                    let n = L.min(p.ow - start);
+                    row[start..start + n].copy_from_slice(&r.to_array()[..n]);
+                }
+            }
+        }
+    }
+}
+
+/// Backward over the batch for a geometry accepted by [`supports_backward`]; lengths
+/// have been checked by the caller. `grad_input` is overwritten; `grad_weight` and
+/// `grad_bias` are accumulated.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward(
+    g: &ConvGeometry,
+    input: &[f32],
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: Option<&mut [f32]>,
+    grad_weight: &mut [f32],
+    grad_bias: Option<&mut [f32]>,
+    parallelism: Parallelism,
+) {
+    let Some(plan) = Plan::from_geometry(g) else { return };
+    let in_img = plan.c * plan.h * plan.w;
+    let out_img = plan.o * plan.oh * plan.ow;
+    if let Some(gi) = grad_input {
+        input_gradient(g, &plan, weight, grad_output, gi, parallelism);
+    }
+    if g.batch == 0 || in_img == 0 || out_img == 0 {
+        if let Some(gb) = grad_bias {
+            for (b, v) in gb.iter_mut().zip(bias_partial(grad_output, plan.o, plan.oh * plan.ow)) {
+                *b += v;
+            }
+        }
+        return;
+    }
+    let taps = plan.taps();
+    let runs = g.batch.div_ceil(DW_RUN_IMAGES);
+    let one_run = |scratch: &mut DwScratch, r: usize| {
+        let images = DW_RUN_IMAGES.min(g.batch - r * DW_RUN_IMAGES);
+        let img = &input[r * DW_RUN_IMAGES * in_img..][..images * in_img];
+        let go = &grad_output[r * DW_RUN_IMAGES * out_img..][..images * out_img];
+        weight_gradient_run(&plan, &taps, img, go, scratch)
+    };
+    let new_scratch = || DwScratch {
+        padded: vec![0.0; DW_RUN_IMAGES * plan.padded_len()],
+        grad_out: vec![0.0; DW_RUN_IMAGES * plan.o * plan.oh * plan.gw()],
+    };
+    let partials: Vec<Partial> = if parallelism == Parallelism::Rayon && runs > 1 {
+        (0..runs).into_par_iter().map_init(new_scratch, one_run).collect()
+    } else {
+        let mut scratch = new_scratch();
+        (0..runs).map(|r| one_run(&mut scratch, r)).collect()
+    };
+    // Fixed order: run 0, run 1, …, whatever thread computed each.
+    let mut grad_bias = grad_bias;
+    for p in &partials {
+        for (d, v) in grad_weight.iter_mut().zip(&p.weight) {
+            *d += *v;
+        }
+        if let Some(gb) = grad_bias.as_deref_mut() {
+            for (d, v) in gb.iter_mut().zip(&p.bias) {
+                *d += *v;
+            }
+        }
+    }
+}
+
+/// dX = the forward kernel on dY (`N × O × OH × OW`, padded by `K − 1 − p`) with the
+/// weights `w'[c, o, ky, kx] = w[o, c, KH−1−ky, KW−1−kx]`; overwrites `grad_input`.
+fn input_gradient(
+    g: &ConvGeometry,
+    plan: &Plan,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+    parallelism: Parallelism,
+) {
+    let Some(tplan) = Plan::new(
+        plan.o,
+        plan.oh,
+        plan.ow,
+        plan.c,
+        plan.kh,
+        plan.kw,
+        plan.kh - 1 - g.pad,
+        plan.kw - 1 - g.pad,
+    ) else {
+        return;
+    };
+    // The transposed convolution's weights, already in its `K' × O'` layout:
+    // tap (o, ky, kx) of input channel o, output channel c.
+    let (kh, kw, c_n) = (plan.kh, plan.kw, plan.c);
+    let mut wt = vec![0.0f32; plan.o * kh * kw * c_n];
+    for o in 0..plan.o {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let t = (o * kh + ky) * kw + kx;
+                for c in 0..c_n {
+                    wt[t * c_n + c] = weight[((o * c_n + c) * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx)];
+                }
+            }
+        }
+    }
+    run_forward(&tplan, grad_output, &wt, None, false, grad_input, parallelism);
+}
+
+/// Padded copies of one run's inputs (`B × C × HP × WP`) and output gradients
+/// (`B × O × OH × GW`); borders zeroed once, at allocation.
+struct DwScratch {
+    padded: Vec<f32>,
+    grad_out: Vec<f32>,
+}
+
+/// The weight and bias gradients of one run of images.
+fn weight_gradient_run(
+    plan: &Plan,
+    taps: &[usize],
+    input: &[f32],
+    grad_output: &[f32],
+    s: &mut DwScratch,
+) -> Partial {
+    let p = plan;
+    let in_img = p.c * p.h * p.w;
+    let images = input.len() / in_img;
+    let gw = p.gw();
+    for (img, dst) in input.chunks_exact(in_img).zip(s.padded.chunks_exact_mut(p.padded_len())) {
+        p.pad_into(img, dst);
+    }
+    for (src, dst) in grad_output.chunks_exact(p.ow).zip(s.grad_out.chunks_exact_mut(gw)) {
+        dst[..p.ow].copy_from_slice(src);
+    }
+    let k = taps.len();
+    let mut weight = vec![0.0f32; p.o * k];
+    let mut o0 = 0;
+    while o0 < p.o {
+        let ob = tile::DW_OB.min(p.o - o0);
+        let mut t0 = 0;
+        while t0 < k {
+            let tb = tile::DW_TB.min(k - t0);
+            let args = DwArgs {
+                plan: p,
+                padded: &s.padded,
+                grad_out: &s.grad_out,
+                images,
+                taps: &taps[t0..t0 + tb],
+                o0,
+            };
+            let sums = dw_dispatch(ob, tb, &args);
+            for (o, row) in sums.iter().enumerate().take(ob) {
+                weight[(o0 + o) * k + t0..][..tb].copy_from_slice(&row[..tb]);
+            }
+            t0 += tb;
+        }
+        o0 += ob;
+    }
+    Partial { weight, bias: bias_partial(grad_output, p.o, p.oh * p.ow) }
+}
+
+/// What the weight-gradient tile kernel reads.
+struct DwArgs<'a> {
+    plan: &'a Plan,
+    padded: &'a [f32],
+    grad_out: &'a [f32],
+    images: usize,
+    taps: &'a [usize],
+    o0: usize,
+}
+
+type DwSums = [[f32; tile::DW_TB]; tile::DW_OB];
+
+fn dw_dispatch(ob: usize, tb: usize, a: &DwArgs<'_>) -> DwSums {
+    fn by_tb<const OB: usize>(tb: usize, a: &DwArgs<'_>) -> DwSums {
+        match tb {
+            1 => dw_tile::<OB, 1>(a),
+            2 => dw_tile::<OB, 2>(a),
+            3 => dw_tile::<OB, 3>(a),
+            _ => dw_tile::<OB, { tile::DW_TB }>(a),
+        }
+    }
+    match ob {
+        1 => by_tb::<1>(tb, a),
+        2 => by_tb::<2>(tb, a),
+        3 => by_tb::<3>(tb, a),
+        4 => by_tb::<4>(tb, a),
+        5 => by_tb::<5>(tb, a),
+        _ => by_tb::<{ tile::DW_OB }>(tb, a),
+    }
+}
+
+/// `Σ_{n, y, x} dY[n, o, y, x] · in[n, tap + y·WP + x]` for `OB` channels × `TB` taps.
+#[inline(always)]
+fn dw_tile<const OB: usize, const TB: usize>(a: &DwArgs<'_>) -> DwSums {
+    let p = a.plan;
+    let gw = p.gw();
+    let vectors = gw / L;
+    let plane = p.padded_len();
+    assert!(OB <= tile::DW_OB && TB <= tile::DW_TB && a.taps.len() == TB && a.o0 + OB <= p.o);
+    assert!(a.padded.len() >= a.images * plane && a.grad_out.len() >= a.images * p.o * p.oh * gw);
+    assert!(a.taps.iter().all(|&t| t <= p.last_tap()));
+    let (in_ptr, go_ptr) = (a.padded.as_ptr(), a.grad_out.as_ptr());
+    let mut acc = [[V::ZERO; TB]; OB];
+    for n in 0..a.images {
+        for y in 0..p.oh {
+            for v in 0..vectors {
+                let mut dy = [V::ZERO; OB];
+                for (o, d) in dy.iter_mut().enumerate() {
+                    // SAFETY: `((n·O + o0 + o)·OH + y)·GW + v·L + L ≤ images·O·OH·GW ≤ grad_out.len()`.
+                    *d = unsafe { load(go_ptr.add(((n * p.o + a.o0 + o) * p.oh + y) * gw + v * L)) };
+                }
+                let origin = n * plane + y * p.wp + v * L;
+                for (t, &off) in a.taps.iter().enumerate() {
+                    // SAFETY: `y·WP + v·L + L ≤ (OH−1)·WP + GW` and the largest tap is
+                    // `(C−1)·HP·WP + (KH−1)·WP + KW−1`, whose sum is below `C·HP·WP`
+                    // (`GW + KW − 1 = WP`, `HP = OH + KH − 1`); image `n < images` fits.
+                    let x = unsafe { load(in_ptr.add(origin + off)) };
+                    for (acc_o, d) in acc.iter_mut().zip(&dy) {
+                        acc_o[t] = d.mul_add(x, acc_o[t]);
+                    }
+                }
+            }
+        }
+    }
+    let mut sums = [[0.0f32; tile::DW_TB]; tile::DW_OB];
+    for (s_o, acc_o) in sums.iter_mut().zip(&acc) {
+        for (s, a) in s_o.iter_mut().zip(acc_o) {
+            *s = sum_in_order(&a.to_array());
+        }
+    }
+    sums
+}

@@ -1,0 +1,360 @@
+//! Convolution against the naive reference: im2col/col2im, and every path
+//! (lowered, direct, auto) forward and backward, on awkward geometries; 1 vs 2 threads
+//! bit-identical; bad input rejected with typed errors.
+
+use kernels::conv::{ConvPath, col2im, conv2d_backward_with, conv2d_forward_with, im2col};
+use kernels::reference::{conv2d_backward_naive, conv2d_naive};
+use kernels::{ConvGeometry, KernelError, Parallelism};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// `(batch, in_c, in_h, in_w, out_c, kh, kw, stride, pad)`.
+type Shape = (usize, usize, usize, usize, usize, usize, usize, usize, usize);
+
+/// LeNet's layers, 1×1 kernels, kernel = input, strides 2 and 3, padding 0..3,
+/// non-square inputs and kernels, rows wider than two vectors, and channel counts that
+/// leave every register tile remainder (1..=17).
+const SHAPES: &[Shape] = &[
+    (3, 1, 28, 28, 6, 5, 5, 1, 2),
+    (5, 6, 14, 14, 16, 5, 5, 1, 0),
+    (5, 3, 7, 13, 4, 3, 3, 1, 1),
+    (1, 17, 5, 5, 17, 1, 1, 1, 0),
+    (2, 2, 6, 6, 3, 6, 6, 1, 0),
+    (5, 3, 7, 13, 5, 3, 3, 2, 1),
+    (2, 4, 11, 9, 7, 3, 2, 3, 3),
+    (5, 1, 4, 17, 1, 2, 5, 1, 3),
+    (1, 5, 9, 40, 9, 3, 3, 1, 1),
+    (2, 2, 3, 3, 2, 3, 3, 1, 2),
+    (5, 17, 8, 8, 13, 3, 3, 1, 0),
+    (1, 1, 1, 1, 1, 1, 1, 1, 0),
+    (3, 2, 5, 5, 17, 4, 4, 1, 3),
+    (1, 3, 7, 13, 11, 1, 1, 2, 0),
+    (5, 2, 13, 7, 7, 5, 3, 1, 2),
+    (2, 1, 30, 33, 12, 5, 5, 1, 2),
+];
+
+fn geometries() -> impl Iterator<Item = ConvGeometry> {
+    SHAPES.iter().map(|&(batch, in_c, in_h, in_w, out_c, kh, kw, stride, pad)| ConvGeometry {
+        batch,
+        in_c,
+        in_h,
+        in_w,
+        out_c,
+        kh,
+        kw,
+        stride,
+        pad,
+    })
+}
+
+fn random(rng: &mut ChaCha8Rng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// Every element within `1e-4·(1 + |expected|)`: far above the rounding of a few
+/// hundred f32 products (FMA and summation order differ from the reference), far
+/// below any indexing mistake.
+fn assert_close(what: &str, g: &ConvGeometry, got: &[f32], expected: &[f32]) {
+    assert_eq!(got.len(), expected.len(), "{what}: length, {g:?}");
+    let mut worst = 0.0f32;
+    for (i, (a, b)) in got.iter().zip(expected).enumerate() {
+        let err = (a - b).abs();
+        assert!(err <= 1e-4 * (1.0 + b.abs()), "{what}: element {i}: got {a}, expected {b}, {g:?}");
+        worst = worst.max(err);
+    }
+    println!("{what}: max |diff| {worst:e} for {g:?}");
+}
+
+/// The paths to check for `g` (each on its own, and the automatic choice).
+fn paths(g: &ConvGeometry, backward_with_input: Option<bool>) -> Vec<ConvPath> {
+    let direct_ok = g.stride == 1 && (backward_with_input != Some(true) || (g.pad < g.kh && g.pad < g.kw));
+    let mut p = vec![ConvPath::Lowered, ConvPath::Auto];
+    if direct_ok {
+        p.push(ConvPath::Direct);
+    }
+    p
+}
+
+#[test]
+fn forward_matches_reference_on_every_path() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut direct_runs = 0;
+    for g in geometries() {
+        let input = random(&mut rng, g.input_len());
+        let weight = random(&mut rng, g.weight_len());
+        let bias = random(&mut rng, g.out_c);
+        for (use_bias, relu) in [(false, false), (true, false), (true, true), (false, true)] {
+            let b = use_bias.then_some(&bias[..]);
+            let mut expected = vec![0.0; g.output_len()];
+            conv2d_naive(&g, &input, &weight, b, &mut expected);
+            if relu {
+                expected.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            for path in paths(&g, None) {
+                direct_runs += usize::from(path == ConvPath::Direct);
+                // NaN in the output proves it is overwritten, never read.
+                let mut out = vec![f32::NAN; g.output_len()];
+                conv2d_forward_with(path, &g, &input, &weight, b, relu, &mut out, Parallelism::Rayon)
+                    .unwrap();
+                assert_close(&format!("forward {path:?} bias {use_bias} relu {relu}"), &g, &out, &expected);
+            }
+        }
+    }
+    assert!(direct_runs >= 40, "the direct path ran only {direct_runs} times");
+}
+
+#[test]
+fn backward_matches_reference_on_every_path() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let mut direct_runs = 0;
+    for g in geometries() {
+        let input = random(&mut rng, g.input_len());
+        let weight = random(&mut rng, g.weight_len());
+        let grad_out = random(&mut rng, g.output_len());
+        // Non-zero starting gradients prove weight and bias gradients accumulate.
+        let gw0 = random(&mut rng, g.weight_len());
+        let gb0 = random(&mut rng, g.out_c);
+        let mut gi_ref = vec![0.0; g.input_len()];
+        let (mut gw_ref, mut gb_ref) = (gw0.clone(), gb0.clone());
+        conv2d_backward_naive(
+            &g,
+            &input,
+            &weight,
+            &grad_out,
+            Some(&mut gi_ref),
+            &mut gw_ref,
+            Some(&mut gb_ref),
+        );
+        for with_input in [true, false] {
+            for path in paths(&g, Some(with_input)) {
+                direct_runs += usize::from(path == ConvPath::Direct);
+                let mut gi = vec![f32::NAN; g.input_len()];
+                let (mut gw, mut gb) = (gw0.clone(), gb0.clone());
+                let gi_arg = with_input.then_some(&mut gi[..]);
+                conv2d_backward_with(
+                    path,
+                    &g,
+                    &input,
+                    &weight,
+                    &grad_out,
+                    gi_arg,
+                    &mut gw,
+                    Some(&mut gb),
+                    Parallelism::Rayon,
+                )
+                .unwrap();
+                let what = format!("backward {path:?} with_input {with_input}");
+                assert_close(&format!("{what} grad_weight"), &g, &gw, &gw_ref);
+                assert_close(&format!("{what} grad_bias"), &g, &gb, &gb_ref);
+                if with_input {
+                    assert_close(&format!("{what} grad_input"), &g, &gi, &gi_ref);
+                } else {
+                    assert!(gi.iter().all(|v| v.is_nan()), "{what}: grad_input touched though not given");
+                }
+            }
+        }
+    }
+    assert!(direct_runs >= 20, "the direct path ran only {direct_runs} times");
+}
+
+#[test]
+fn backward_without_bias_gradient_leaves_weights_right() {
+    let g =
+        ConvGeometry { batch: 5, in_c: 6, in_h: 14, in_w: 14, out_c: 16, kh: 5, kw: 5, stride: 1, pad: 0 };
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (input, weight, grad_out) =
+        (random(&mut rng, g.input_len()), random(&mut rng, g.weight_len()), random(&mut rng, g.output_len()));
+    let mut gw_ref = vec![0.0; g.weight_len()];
+    conv2d_backward_naive(&g, &input, &weight, &grad_out, None, &mut gw_ref, None);
+    for path in [ConvPath::Lowered, ConvPath::Direct] {
+        let mut gw = vec![0.0; g.weight_len()];
+        conv2d_backward_with(path, &g, &input, &weight, &grad_out, None, &mut gw, None, Parallelism::None)
+            .unwrap();
+        assert_close(&format!("{path:?} grad_weight"), &g, &gw, &gw_ref);
+    }
+}
+
+#[test]
+fn one_and_two_threads_are_bit_identical() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    // Batches that are not multiples of any run length, and LeNet's two layers.
+    let shapes = [
+        ConvGeometry { batch: 13, in_c: 1, in_h: 28, in_w: 28, out_c: 6, kh: 5, kw: 5, stride: 1, pad: 2 },
+        ConvGeometry { batch: 13, in_c: 6, in_h: 14, in_w: 14, out_c: 16, kh: 5, kw: 5, stride: 1, pad: 0 },
+        ConvGeometry { batch: 7, in_c: 3, in_h: 7, in_w: 13, out_c: 5, kh: 3, kw: 3, stride: 2, pad: 1 },
+    ];
+    for g in shapes {
+        let input = random(&mut rng, g.input_len());
+        let weight = random(&mut rng, g.weight_len());
+        let bias = random(&mut rng, g.out_c);
+        let grad_out = random(&mut rng, g.output_len());
+        for path in paths(&g, Some(true)) {
+            let run = |par: Parallelism| {
+                let mut out = vec![0.0; g.output_len()];
+                conv2d_forward_with(path, &g, &input, &weight, Some(&bias), true, &mut out, par).unwrap();
+                let mut gi = vec![0.0; g.input_len()];
+                let mut gw = vec![0.0; g.weight_len()];
+                let mut gb = vec![0.0; g.out_c];
+                conv2d_backward_with(
+                    path,
+                    &g,
+                    &input,
+                    &weight,
+                    &grad_out,
+                    Some(&mut gi),
+                    &mut gw,
+                    Some(&mut gb),
+                    par,
+                )
+                .unwrap();
+                [out, gi, gw, gb].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
+            };
+            let one = run(Parallelism::None);
+            let two = pool.install(|| run(Parallelism::Rayon));
+            for (name, (a, b)) in
+                ["output", "grad_input", "grad_weight", "grad_bias"].iter().zip(one.iter().zip(&two))
+            {
+                assert!(a == b, "{path:?} {name} differs between 1 and 2 threads for {g:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn im2col_matches_its_definition() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for g in geometries() {
+        let input = random(&mut rng, g.input_len());
+        let mut cols = vec![f32::NAN; g.col_rows() * g.col_cols()];
+        im2col(&g, &input, &mut cols).unwrap();
+        let (oh, ow) = (g.out_h(), g.out_w());
+        for c in 0..g.in_c {
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let row = (c * g.kh + ky) * g.kw + kx;
+                    for n in 0..g.batch {
+                        for y in 0..oh {
+                            for x in 0..ow {
+                                let col = (n * oh + y) * ow + x;
+                                let expected = g.input_pos(y, x, ky, kx).map_or(0.0, |(iy, ix)| {
+                                    input[((n * g.in_c + c) * g.in_h + iy) * g.in_w + ix]
+                                });
+                                assert_eq!(
+                                    cols[row * g.col_cols() + col],
+                                    expected,
+                                    "{g:?} row {row} col {col}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// ⟨im2col x, y⟩ = ⟨x, col2im y⟩ (in f64, so the check does not depend on summation
+/// order), and col2im adds to what `grad_input` held.
+#[test]
+fn col2im_is_the_adjoint_of_im2col_and_accumulates() {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    for g in geometries() {
+        let x = random(&mut rng, g.input_len());
+        let y = random(&mut rng, g.col_rows() * g.col_cols());
+        let mut cols = vec![0.0; y.len()];
+        im2col(&g, &x, &mut cols).unwrap();
+        let start = random(&mut rng, g.input_len());
+        let mut back = start.clone();
+        col2im(&g, &y, &mut back).unwrap();
+        let lhs: f64 = cols.iter().zip(&y).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+        let rhs: f64 =
+            x.iter().zip(back.iter().zip(&start)).map(|(a, (b, s))| f64::from(*a) * f64::from(b - s)).sum();
+        assert!(
+            (lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()),
+            "{g:?}: ⟨im2col x, y⟩ = {lhs}, ⟨x, col2im y⟩ = {rhs}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let g = ConvGeometry { batch: 2, in_c: 1, in_h: 5, in_w: 5, out_c: 2, kh: 3, kw: 3, stride: 1, pad: 0 };
+    let input = vec![0.0; g.input_len()];
+    let weight = vec![0.0; g.weight_len()];
+    let mut out = vec![0.0; g.output_len()];
+    let short = vec![0.0; g.input_len() - 1];
+    let err =
+        conv2d_forward_with(ConvPath::Auto, &g, &short, &weight, None, false, &mut out, Parallelism::None);
+    assert!(matches!(err, Err(KernelError::BadLength { name: "input", .. })), "{err:?}");
+    let bias = vec![0.0; 3];
+    let err = conv2d_forward_with(
+        ConvPath::Auto,
+        &g,
+        &input,
+        &weight,
+        Some(&bias),
+        false,
+        &mut out,
+        Parallelism::None,
+    );
+    assert!(matches!(err, Err(KernelError::BadLength { name: "bias", .. })), "{err:?}");
+    let zero_stride = ConvGeometry { stride: 0, ..g };
+    let err = conv2d_forward_with(
+        ConvPath::Auto,
+        &zero_stride,
+        &input,
+        &weight,
+        None,
+        false,
+        &mut out,
+        Parallelism::None,
+    );
+    assert!(matches!(err, Err(KernelError::BadGeometry(_))), "{err:?}");
+    let too_big = ConvGeometry { kh: 7, ..g };
+    assert!(matches!(too_big.validate(), Err(KernelError::BadGeometry(_))));
+    // The direct path refuses what it cannot do instead of computing something else.
+    let strided = ConvGeometry { stride: 2, ..g };
+    let mut out2 = vec![0.0; strided.output_len()];
+    let err = conv2d_forward_with(
+        ConvPath::Direct,
+        &strided,
+        &input,
+        &weight,
+        None,
+        false,
+        &mut out2,
+        Parallelism::None,
+    );
+    assert!(matches!(err, Err(KernelError::BadGeometry(_))), "{err:?}");
+    let wide_pad = ConvGeometry { pad: 3, ..g };
+    let mut gi = vec![0.0; wide_pad.input_len()];
+    let mut gw = vec![0.0; wide_pad.weight_len()];
+    let go = vec![0.0; wide_pad.output_len()];
+    let err = conv2d_backward_with(
+        ConvPath::Direct,
+        &wide_pad,
+        &input,
+        &weight,
+        &go,
+        Some(&mut gi),
+        &mut gw,
+        None,
+        Parallelism::None,
+    );
+    assert!(matches!(err, Err(KernelError::BadGeometry(_))), "{err:?}");
+    let mut short_gw = vec![0.0; g.weight_len() + 1];
+    let go = vec![0.0; g.output_len()];
+    let err = conv2d_backward_with(
+        ConvPath::Auto,
+        &g,
+        &input,
+        &weight,
+        &go,
+        None,
+        &mut short_gw,
+        None,
+        Parallelism::None,
+    );
+    assert!(matches!(err, Err(KernelError::BadLength { name: "grad_weight", .. })), "{err:?}");
+}
