@@ -21,6 +21,7 @@ mod loss;
 mod model;
 pub mod sgd;
 pub mod spec;
+mod train;
 
 pub use error::NetError;
 pub use init::Init;
@@ -28,3 +29,4 @@ pub use layers::{Conv2d, Layer, Linear, MaxPool2d};
 pub use model::{GradientFn, Model, OutputFn, Workspace};
 pub use sgd::{Schedule, Sgd};
 pub use spec::{LayerSpec, parse_spec};
+pub use train::{EpochStats, Evaluation, TrainConfig, TrainObserver, TrainReport, evaluate, train};

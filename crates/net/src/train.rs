@@ -1,0 +1,319 @@
+//! The training loop (SGD over shuffled mini-batches, evaluation after each epoch) and
+//! evaluation (accuracy, mean loss, confusion matrix, throughput).
+//!
+//! Batches come from `mnist_io`: `shuffled(indices, seed, epoch)` gives each epoch's
+//! order, `write_batch` writes normalised `f32` NCHW images into one reused buffer; the
+//! last partial batch is kept. Nothing is allocated per batch: the [`Workspace`], the
+//! batch buffers and the momentum state are sized once.
+
+use std::time::Instant;
+
+use mnist_io::{Dataset, Normalize, shuffled, write_batch};
+
+use crate::loss::softmax_cross_entropy;
+use crate::sgd::{Schedule, Sgd};
+use crate::{Model, NetError, Workspace};
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Passes over the training indices.
+    pub epochs: usize,
+    /// Stop after this many batches in total (a fractional-epoch budget); `None` = all.
+    pub max_batches: Option<usize>,
+    /// Images per batch (default 64).
+    pub batch: usize,
+    /// Base learning rate (the schedule scales it per epoch).
+    pub lr: f32,
+    /// SGD momentum `μ` (0 = plain SGD).
+    pub momentum: f32,
+    /// L2 weight decay.
+    pub weight_decay: f32,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// Learning rate per epoch.
+    pub schedule: Schedule,
+    /// Seed of the per-epoch shuffles.
+    pub seed: u64,
+    /// Show a progress bar (loss, accuracy, images/s) on stderr.
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    /// 10 epochs of batch 64, lr 0.01, momentum 0, constant schedule, seed 0, no progress bar.
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            max_batches: None,
+            batch: 64,
+            lr: 0.01,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+            schedule: Schedule::Constant,
+            seed: 0,
+            progress: false,
+        }
+    }
+}
+
+/// Accuracy, loss and throughput of a model on a set of images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Fraction of images whose argmax is the label, in [0, 1].
+    pub accuracy: f64,
+    /// Mean softmax cross-entropy (nats).
+    pub loss: f64,
+    /// `classes × classes`, row-major: `confusion[true · classes + predicted]` counts images.
+    pub confusion: Vec<u64>,
+    /// Images evaluated.
+    pub images: usize,
+    /// Wall-clock seconds of the evaluation.
+    pub seconds: f64,
+    /// `images / seconds`.
+    pub images_per_second: f64,
+}
+
+/// What one epoch of training did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochStats {
+    /// Epoch number, 1-based.
+    pub epoch: usize,
+    /// Learning rate used in this epoch.
+    pub lr: f32,
+    /// Batches trained in this epoch.
+    pub batches: usize,
+    /// Mean training loss over the epoch's images (as the weights moved).
+    pub train_loss: f32,
+    /// Training accuracy over the epoch's images, in [0, 1].
+    pub train_accuracy: f32,
+    /// Evaluation on the test set after the epoch, when one was given.
+    pub test: Option<Evaluation>,
+    /// Wall-clock seconds of the epoch's training (evaluation excluded).
+    pub seconds: f64,
+    /// Training images per second.
+    pub images_per_second: f64,
+}
+
+/// Everything `train` did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrainReport {
+    /// One entry per epoch trained (a budget may end the last one early).
+    pub epochs: Vec<EpochStats>,
+    /// Batches trained in total.
+    pub batches: usize,
+}
+
+/// Called by [`train`] after each epoch (e.g. to keep a snapshot for rewinding).
+pub trait TrainObserver {
+    /// The epoch is done and evaluated; `model` holds its weights.
+    fn on_epoch_end(&mut self, model: &Model, stats: &EpochStats) {
+        let _ = (model, stats);
+    }
+}
+
+/// The observer that observes nothing.
+impl TrainObserver for () {}
+
+fn check_dataset(model: &Model, ds: &Dataset, indices: Option<&[u32]>) -> Result<(), NetError> {
+    let (rows, cols) = ds.image_dims();
+    if model.input_shape() != [1, rows, cols] {
+        return Err(NetError::Config(format!(
+            "the model takes {:?} images, {} holds [1, {rows}, {cols}]",
+            model.input_shape(),
+            ds.images_path().display()
+        )));
+    }
+    if ds.num_classes() > model.num_classes() {
+        return Err(NetError::Config(format!(
+            "{} has {} classes, the model outputs {}",
+            ds.labels_path().display(),
+            ds.num_classes(),
+            model.num_classes()
+        )));
+    }
+    if let Some(&bad) = indices.and_then(|ix| ix.iter().find(|&&i| i as usize >= ds.len())) {
+        return Err(NetError::Config(format!("index {bad} is past the {} images", ds.len())));
+    }
+    Ok(())
+}
+
+/// Trains `model` in place on `train[indices]` with SGD, evaluating on `test` after each
+/// epoch when given, and calling `observer` after each epoch.
+///
+/// # Errors
+/// [`NetError::Config`] for a bad configuration or a dataset that does not fit the
+/// model; [`NetError::Diverged`] when a batch's loss is NaN or infinite (naming the
+/// epoch, the batch and the learning rate).
+pub fn train(
+    model: &mut Model,
+    train: &Dataset,
+    indices: &[u32],
+    test: Option<&Dataset>,
+    cfg: &TrainConfig,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainReport, NetError> {
+    if cfg.batch == 0 {
+        return Err(NetError::Config("batch must be at least 1".into()));
+    }
+    if !(cfg.lr.is_finite() && cfg.lr >= 0.0 && cfg.momentum.is_finite() && cfg.weight_decay.is_finite()) {
+        return Err(NetError::Config(format!(
+            "lr {}, momentum {} and weight decay {} must be finite (lr ≥ 0)",
+            cfg.lr, cfg.momentum, cfg.weight_decay
+        )));
+    }
+    check_dataset(model, train, Some(indices))?;
+    if let Some(t) = test {
+        check_dataset(model, t, None)?;
+    }
+    let image_len = train.image_len();
+    let norm = Normalize::default();
+    let mut images = vec![0.0f32; cfg.batch * image_len];
+    let mut labels = vec![0u32; cfg.batch];
+    let mut ws = Workspace::default();
+    let mut sgd = Sgd::new(cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov);
+    let mut report = TrainReport::default();
+    let budget = cfg.max_batches.unwrap_or(usize::MAX);
+    let per_epoch = indices.len().div_ceil(cfg.batch);
+    for epoch in 0..cfg.epochs {
+        if report.batches >= budget {
+            break;
+        }
+        let lr = cfg.schedule.lr(cfg.lr, epoch, cfg.epochs);
+        sgd.lr = lr;
+        let order = shuffled(indices, cfg.seed, epoch as u64);
+        let bar = progress_bar(cfg.progress, per_epoch.min(budget - report.batches), epoch + 1, cfg.epochs);
+        let start = Instant::now();
+        let (mut loss_sum, mut correct, mut seen, mut batches) = (0.0f64, 0usize, 0usize, 0usize);
+        for (b, chunk) in order.chunks(cfg.batch).enumerate() {
+            if report.batches >= budget {
+                break;
+            }
+            let n = chunk.len();
+            write_batch(train, chunk, norm, &mut images, &mut labels);
+            let (loss, ok) = model.forward_backward(&images[..n * image_len], &labels[..n], n, &mut ws)?;
+            if !loss.is_finite() {
+                return Err(NetError::Diverged { epoch: epoch + 1, batch: b, lr, loss });
+            }
+            sgd.step(model, &ws)?;
+            loss_sum += f64::from(loss) * n as f64;
+            correct += ok;
+            seen += n;
+            batches += 1;
+            report.batches += 1;
+            if let Some(bar) = &bar
+                && (batches % 16 == 0 || batches == per_epoch)
+            {
+                bar.set_position(batches as u64);
+                let secs = start.elapsed().as_secs_f64();
+                bar.set_message(format!(
+                    "loss {:.4} acc {:.2}% {:.0} img/s",
+                    loss_sum / seen as f64,
+                    100.0 * correct as f64 / seen as f64,
+                    seen as f64 / secs.max(1e-9)
+                ));
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        if let Some(bar) = bar {
+            bar.finish();
+        }
+        let test_eval = match test {
+            Some(t) => Some(evaluate(model, t, None, 1000)?),
+            None => None,
+        };
+        let stats = EpochStats {
+            epoch: epoch + 1,
+            lr,
+            batches,
+            train_loss: (loss_sum / seen.max(1) as f64) as f32,
+            train_accuracy: (correct as f64 / seen.max(1) as f64) as f32,
+            test: test_eval,
+            seconds,
+            images_per_second: seen as f64 / seconds.max(1e-9),
+        };
+        observer.on_epoch_end(model, &stats);
+        report.epochs.push(stats);
+    }
+    Ok(report)
+}
+
+fn progress_bar(show: bool, len: usize, epoch: usize, epochs: usize) -> Option<indicatif::ProgressBar> {
+    if !show {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches  {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(format!("{epoch}/{epochs}"));
+    Some(bar)
+}
+
+/// Evaluates `model` on `ds[indices]` (all images when `None`) in batches of `batch`.
+///
+/// # Errors
+/// [`NetError::Config`] when the dataset does not fit the model, an index is out of
+/// range or `batch` is 0.
+pub fn evaluate(
+    model: &Model,
+    ds: &Dataset,
+    indices: Option<&[u32]>,
+    batch: usize,
+) -> Result<Evaluation, NetError> {
+    if batch == 0 {
+        return Err(NetError::Config("batch must be at least 1".into()));
+    }
+    check_dataset(model, ds, indices)?;
+    let all: Vec<u32>;
+    let indices = match indices {
+        Some(ix) => ix,
+        None => {
+            all = (0..ds.len() as u32).collect();
+            &all
+        }
+    };
+    let start = Instant::now();
+    let classes = model.num_classes();
+    let image_len = ds.image_len();
+    let mut images = vec![0.0f32; batch * image_len];
+    let mut labels = vec![0u32; batch];
+    let mut ws = Workspace::default();
+    let mut confusion = vec![0u64; classes * classes];
+    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    for chunk in indices.chunks(batch) {
+        let n = chunk.len();
+        write_batch(ds, chunk, Normalize::default(), &mut images, &mut labels);
+        let logits = model.forward(&images[..n * image_len], n, &mut ws)?;
+        let (loss, ok) = softmax_cross_entropy(None, logits, &labels[..n], classes);
+        loss_sum += f64::from(loss) * n as f64;
+        correct += ok;
+        for (row, &label) in logits.chunks_exact(classes).zip(&labels[..n]) {
+            confusion[label as usize * classes + argmax(row)] += 1;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let images = indices.len();
+    Ok(Evaluation {
+        accuracy: correct as f64 / images.max(1) as f64,
+        loss: loss_sum / images.max(1) as f64,
+        confusion,
+        images,
+        seconds,
+        images_per_second: images as f64 / seconds.max(1e-9),
+    })
+}
+
+/// Index of the first maximum (the same rule as the loss's accuracy count).
+fn argmax(row: &[f32]) -> usize {
+    let (mut best, mut arg) = (f32::NEG_INFINITY, 0);
+    for (k, &v) in row.iter().enumerate() {
+        if v > best {
+            best = v;
+            arg = k;
+        }
+    }
+    arg
+}
