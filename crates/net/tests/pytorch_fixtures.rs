@@ -120,3 +120,36 @@ fn lenet5_matches_pytorch() {
 fn mlp_matches_pytorch() {
     check_fixture("mlp_sgd.safetensors", "mlp:784-64-32-10");
 }
+
+/// A PyTorch state_dict saved as safetensors (here: the fixture's `init.*` tensors
+/// under their `state_dict()` names) with our metadata loads through `net::load` and
+/// gives PyTorch's logits — how PyTorch-trained models evaluate here.
+#[test]
+fn pytorch_state_dict_file_loads_and_matches_logits() {
+    use std::collections::HashMap;
+
+    use safetensors::tensor::TensorView;
+    for (file, spec) in [("lenet5_sgd.safetensors", "lenet5"), ("mlp_sgd.safetensors", "mlp:784-64-32-10")] {
+        let bytes = std::fs::read(fixture_path(file)).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let state: Vec<(String, TensorView<'_>)> = st
+            .tensors()
+            .into_iter()
+            .filter_map(|(name, view)| name.strip_prefix("init.").map(|n| (n.to_string(), view)))
+            .collect();
+        let meta = HashMap::from([
+            ("spec".to_string(), spec.to_string()),
+            ("input_shape".to_string(), "1,28,28".to_string()),
+            ("num_classes".to_string(), "10".to_string()),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("torch.safetensors");
+        std::fs::write(&path, safetensors::serialize(state, Some(meta)).unwrap()).unwrap();
+        let (model, _) = net::load(&path).unwrap();
+        let input = f32s(&st, "input");
+        let mut ws = Workspace::default();
+        let logits = model.forward(&input, 8, &mut ws).unwrap();
+        let rel = compare(&format!("{file} loaded logits"), logits, &f32s(&st, "logits"));
+        assert!(rel <= TOL);
+    }
+}

@@ -1,0 +1,268 @@
+//! Model files: safetensors with the names and layouts of
+//! `torch.nn.Sequential.state_dict()` — `<module index>.weight` and `.bias`, Linear
+//! `[out, in]`, Conv2d `[out, in, kh, kw]`, f32 little-endian — so that a file written
+//! here loads into the equivalent `nn.Sequential` and one written by PyTorch (with the
+//! metadata below) evaluates here.
+//!
+//! `__metadata__` holds `format = "pt"`, `spec` (the canonical general-form spec),
+//! `input_shape` (`"C,H,W"`) and `num_classes`, plus any caller-supplied entries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::{Init, Model, NetError};
+
+/// Metadata keys that `save` writes and `load` interprets; callers cannot override them.
+pub const RESERVED_KEYS: [&str; 4] = ["format", "spec", "input_shape", "num_classes"];
+
+fn file_error(path: &Path, problems: Vec<String>) -> NetError {
+    NetError::ModelFile { path: path.to_path_buf(), problems }
+}
+
+/// Writes `model` to `path` atomically (a temporary file in the same folder, then a
+/// rename), with `extra_metadata` added to the safetensors metadata.
+///
+/// # Errors
+/// [`NetError::ModelFile`] when `extra_metadata` uses a reserved key;
+/// [`NetError::Io`] when writing or renaming fails.
+pub fn save(model: &Model, path: &Path, extra_metadata: &BTreeMap<String, String>) -> Result<(), NetError> {
+    if let Some(k) = extra_metadata.keys().find(|k| RESERVED_KEYS.contains(&k.as_str())) {
+        return Err(file_error(path, vec![format!("metadata key `{k}` is reserved")]));
+    }
+    let mut meta: HashMap<String, String> = extra_metadata.clone().into_iter().collect();
+    let [c, h, w] = model.input_shape();
+    meta.insert("format".into(), "pt".into());
+    meta.insert("spec".into(), model.spec());
+    meta.insert("input_shape".into(), format!("{c},{h},{w}"));
+    meta.insert("num_classes".into(), model.num_classes().to_string());
+
+    let mut tensors = Vec::new();
+    for (i, layer) in model.layers().iter().enumerate() {
+        let (Some((w, b)), Some((ws, bs))) = (layer.params(), layer.param_shapes()) else { continue };
+        tensors.push((format!("{i}.weight"), bytes_of(w), ws));
+        tensors.push((format!("{i}.bias"), bytes_of(b), bs));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, data, shape)| {
+            TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|v| (name.as_str(), v))
+                .map_err(|e| file_error(path, vec![format!("tensor {name}: {e}")]))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let bytes =
+        safetensors::serialize(views, Some(meta)).map_err(|e| file_error(path, vec![e.to_string()]))?;
+    write_atomic(path, &bytes)
+}
+
+fn bytes_of(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NetError> {
+    let io = |source| NetError::Io { path: path.to_path_buf(), source };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+/// Reads a model file written by [`save`] (or by PyTorch with the same names and
+/// metadata). Returns the model and the metadata entries other than the reserved ones.
+///
+/// # Errors
+/// [`NetError::Io`] when the file cannot be read; [`NetError::ModelFile`] listing every
+/// problem found: a truncated or malformed file, missing or unparsable metadata, and
+/// each missing, unexpected, mis-shaped or non-f32 tensor.
+pub fn load(path: &Path) -> Result<(Model, BTreeMap<String, String>), NetError> {
+    let bytes = std::fs::read(path).map_err(|source| NetError::Io { path: path.to_path_buf(), source })?;
+    load_bytes(&bytes).map_err(|problems| file_error(path, problems))
+}
+
+/// [`load`] from a byte buffer; the errors are the problems found.
+fn load_bytes(bytes: &[u8]) -> Result<(Model, BTreeMap<String, String>), Vec<String>> {
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| vec![format!("not a valid safetensors file: {e}")])?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| vec![format!("bad header: {e}")])?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let mut problems = Vec::new();
+    let get = |key: &str, problems: &mut Vec<String>| {
+        let v = meta.get(key).cloned();
+        if v.is_none() {
+            problems.push(format!("metadata has no `{key}`"));
+        }
+        v
+    };
+    let spec = get("spec", &mut problems);
+    let input = get("input_shape", &mut problems).and_then(|s| {
+        let dims: Vec<usize> = s.split(',').filter_map(|d| d.trim().parse().ok()).collect();
+        let shape: Option<[usize; 3]> = dims.try_into().ok();
+        if shape.is_none() {
+            problems.push(format!("metadata input_shape `{s}` is not `C,H,W`"));
+        }
+        shape
+    });
+    let classes = get("num_classes", &mut problems).and_then(|s| {
+        let n = s.trim().parse::<usize>().ok();
+        if n.is_none() {
+            problems.push(format!("metadata num_classes `{s}` is not a number"));
+        }
+        n
+    });
+    let (Some(spec), Some(input), Some(classes)) = (spec, input, classes) else { return Err(problems) };
+    let mut model =
+        Model::from_spec(&spec, input, classes, Init::PyTorchDefault, 0).map_err(|e| vec![e.to_string()])?;
+
+    let mut expected = Vec::new();
+    for (i, layer) in model.layers_mut().iter_mut().enumerate() {
+        let Some((wshape, bshape)) = layer.param_shapes() else { continue };
+        let Some((w, b)) = layer.params_mut() else { continue };
+        for (name, shape, dst) in [(format!("{i}.weight"), wshape, w), (format!("{i}.bias"), bshape, b)] {
+            match st.tensor(&name) {
+                Err(_) => problems.push(format!("tensor `{name}` is missing (expected f32 {shape:?})")),
+                Ok(t) => {
+                    if t.dtype() != Dtype::F32 {
+                        problems.push(format!("tensor `{name}` is {:?}, expected F32", t.dtype()));
+                    } else if t.shape() != shape.as_slice() {
+                        problems
+                            .push(format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.shape()));
+                    } else {
+                        for (x, chunk) in dst.iter_mut().zip(t.data().chunks_exact(4)) {
+                            *x = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                        }
+                    }
+                }
+            }
+            expected.push(name);
+        }
+    }
+    let mut unexpected: Vec<String> =
+        st.names().into_iter().filter(|n| !expected.iter().any(|e| e == n)).map(String::from).collect();
+    unexpected.sort();
+    for name in unexpected {
+        problems.push(format!("unexpected tensor `{name}`"));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let extra = meta.into_iter().filter(|(k, _)| !RESERVED_KEYS.contains(&k.as_str())).collect();
+    Ok((model, extra))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lenet() -> Model {
+        Model::from_spec("lenet5", [1, 28, 28], 10, Init::PyTorchDefault, 5).unwrap()
+    }
+
+    fn problems(r: Result<(Model, BTreeMap<String, String>), NetError>) -> Vec<String> {
+        match r {
+            Err(NetError::ModelFile { problems, .. }) => problems,
+            Err(other) => panic!("wrong error {other}"),
+            Ok(_) => panic!("loaded a bad file"),
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_every_bit_and_the_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let model = lenet();
+        let extra = BTreeMap::from([("lr".to_string(), "0.05".to_string())]);
+        save(&model, &path, &extra).unwrap();
+        let (back, meta) = load(&path).unwrap();
+        assert_eq!(back, model);
+        assert_eq!(meta, extra);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let bytes = std::fs::read(&path).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let mut names = st.names();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "0.bias",
+                "0.weight",
+                "11.bias",
+                "11.weight",
+                "3.bias",
+                "3.weight",
+                "7.bias",
+                "7.weight",
+                "9.bias",
+                "9.weight"
+            ]
+        );
+        assert_eq!(st.tensor("3.weight").unwrap().shape(), [16, 6, 5, 5]);
+        assert_eq!(st.tensor("7.weight").unwrap().shape(), [120, 400]);
+        assert!(matches!(
+            save(&model, &path, &BTreeMap::from([("spec".into(), "x".into())])),
+            Err(NetError::ModelFile { .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_and_corrupted_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        save(&lenet(), &path, &BTreeMap::new()).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [0, 4, 8, 100, bytes.len() / 2, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            assert!(!problems(load(&path)).is_empty(), "cut at {cut}");
+        }
+        let mut bad = bytes.clone();
+        bad[10] = b'#';
+        std::fs::write(&path, &bad).unwrap();
+        assert!(!problems(load(&path)).is_empty());
+        let mut huge = bytes;
+        huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        std::fs::write(&path, &huge).unwrap();
+        assert!(!problems(load(&path)).is_empty());
+        assert!(matches!(load(&dir.path().join("missing")), Err(NetError::Io { .. })));
+    }
+
+    #[test]
+    fn every_mismatch_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let meta = HashMap::from([
+            ("spec".to_string(), "mlp:4-3-2".to_string()),
+            ("input_shape".to_string(), "1,2,2".to_string()),
+            ("num_classes".to_string(), "2".to_string()),
+        ]);
+        let w1 = vec![0u8; 4 * 12];
+        let b1 = vec![0u8; 4 * 2]; // wrong: 3 expected
+        let w3 = vec![0u8; 8 * 6]; // f64: wrong dtype
+        let junk = vec![0u8; 4];
+        let views = vec![
+            ("1.weight", TensorView::new(Dtype::F32, vec![3, 4], &w1).unwrap()),
+            ("1.bias", TensorView::new(Dtype::F32, vec![2], &b1).unwrap()),
+            ("3.weight", TensorView::new(Dtype::F64, vec![2, 3], &w3).unwrap()),
+            ("9.junk", TensorView::new(Dtype::F32, vec![1], &junk).unwrap()),
+        ];
+        std::fs::write(&path, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+        let p = problems(load(&path));
+        println!("{p:#?}");
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(p[0].contains("1.bias") && p[0].contains("[3]"));
+        assert!(p[1].contains("3.weight") && p[1].contains("F64"));
+        assert!(p[2].contains("3.bias") && p[2].contains("missing"));
+        assert!(p[3].contains("9.junk"));
+    }
+}
