@@ -12,10 +12,13 @@
 
 pub mod criteria;
 pub mod error;
+pub mod pipeline;
 pub mod record;
 pub mod schedule;
 pub mod status;
+pub mod strategy;
 pub mod surgery;
+pub mod width;
 
 pub use criteria::{Context, Criterion, Scores};
 pub use error::PruneError;

@@ -95,14 +95,14 @@ impl Plan {
                 }
             }
         }
-        if let Some(sel) = &self.layers {
-            if let Some(&bad) = sel.iter().find(|&&l| l >= num_layers) {
-                return Err(PruneError::InvalidParameter {
-                    name: "layers",
-                    value: bad.to_string(),
-                    expected: "indices of prunable layers (0 = first hidden layer)",
-                });
-            }
+        if let Some(sel) = &self.layers
+            && let Some(&bad) = sel.iter().find(|&&l| l >= num_layers)
+        {
+            return Err(PruneError::InvalidParameter {
+                name: "layers",
+                value: bad.to_string(),
+                expected: "indices of prunable layers (0 = first hidden layer)",
+            });
         }
         Ok(())
     }

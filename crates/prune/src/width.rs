@@ -1,0 +1,255 @@
+//! The optimum number of neurons per layer.
+//!
+//! (a) [`uniform_sweep`]: the same architecture with every prunable layer at width w,
+//! for each w, trained from scratch; validation accuracy per width.
+//! (b) [`activation_guided`]: train wide, keep each layer's significant neurons (by a
+//! criterion and a per-round plan), retrain at those widths, and repeat until the
+//! validation accuracy falls more than δ below the wide model's; report the widths
+//! and accuracy of every round and the last round within δ.
+
+use mnist_io::Dataset;
+use net::spec::{LayerSpec, spec_string};
+use net::{Init, Model, TrainConfig, TrainObserver};
+
+use crate::PruneError;
+use crate::criteria::Criterion;
+use crate::pipeline::{self, Job};
+use crate::record::{Data, accuracy};
+use crate::schedule::Plan;
+use crate::status::ConvDecision;
+use crate::strategy::Strategy;
+use crate::surgery::{prunable_layers, widths};
+
+/// The spec of `model` with its prunable layers at `new_widths` (one per prunable layer).
+///
+/// # Errors
+/// [`PruneError::Shape`] for a wrong count; [`PruneError::InvalidParameter`] for a zero width.
+pub fn spec_with_widths(model: &Model, new_widths: &[usize]) -> Result<String, PruneError> {
+    let prunable = prunable_layers(model)?;
+    if new_widths.len() != prunable.len() {
+        return Err(PruneError::Shape {
+            context: "spec_with_widths: one width per prunable layer",
+            expected: prunable.len(),
+            got: new_widths.len(),
+        });
+    }
+    if new_widths.contains(&0) {
+        return Err(PruneError::InvalidParameter {
+            name: "width",
+            value: "0".into(),
+            expected: "at least 1",
+        });
+    }
+    let mut specs: Vec<LayerSpec> = model.layers().iter().map(|l| l.spec()).collect();
+    for (p, &w) in prunable.iter().zip(new_widths) {
+        match &mut specs[p.producer] {
+            LayerSpec::Linear { out_features } => *out_features = w,
+            LayerSpec::Conv2d { out_channels, .. } => *out_channels = w,
+            _ => unreachable!("producers are Linear or Conv2d"),
+        }
+    }
+    Ok(spec_string(&specs))
+}
+
+/// One trained architecture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WidthPoint {
+    /// Widths of the prunable layers.
+    pub widths: Vec<usize>,
+    /// Parameters.
+    pub params: usize,
+    /// Multiply-accumulates per image.
+    pub macs: usize,
+    /// Validation accuracy, in [0, 1].
+    pub accuracy: f64,
+}
+
+struct Quiet;
+impl TrainObserver for Quiet {}
+
+/// Trains `base`'s architecture with every prunable layer at each width of `sweep`,
+/// from scratch (`init`, `cfg.seed`), and measures validation accuracy.
+///
+/// # Errors
+/// Spec, training and recording errors.
+#[allow(clippy::too_many_arguments)]
+pub fn uniform_sweep(
+    base: &Model,
+    sweep: &[usize],
+    init: Init,
+    train: &Dataset,
+    train_indices: &[u32],
+    val: &Data<'_>,
+    cfg: &TrainConfig,
+) -> Result<Vec<WidthPoint>, PruneError> {
+    let n = prunable_layers(base)?.len();
+    sweep
+        .iter()
+        .map(|&w| {
+            let spec = spec_with_widths(base, &vec![w; n])?;
+            let mut m = Model::from_spec(&spec, base.input_shape(), base.num_classes(), init, cfg.seed)?;
+            net::train(&mut m, train, train_indices, None, cfg, &mut Quiet)?;
+            Ok(WidthPoint {
+                widths: widths(&m)?,
+                params: m.param_count(),
+                macs: m.macs(),
+                accuracy: accuracy(&m, val)?,
+            })
+        })
+        .collect()
+}
+
+/// Settings of [`activation_guided`].
+pub struct Guided<'a> {
+    /// Which neurons are significant.
+    pub criterion: &'a dyn Criterion,
+    /// What one round removes (e.g. `Amount::Ratio(0.5)`: half of each layer).
+    pub plan: Plan,
+    /// Stop when validation accuracy falls more than this below the wide model's
+    /// (a fraction: 0.003 = 0.3 points).
+    pub delta: f64,
+    /// At most this many rounds.
+    pub max_rounds: usize,
+    /// Where each round's retraining starts (`Reinit` retrains the widths from scratch).
+    pub strategy: Strategy,
+    /// Retraining per round.
+    pub train: TrainConfig,
+    /// How a conv channel's decision is made.
+    pub decision: ConvDecision,
+}
+
+/// The result of [`activation_guided`].
+#[derive(Clone, Debug)]
+pub struct GuidedReport {
+    /// Round 0 is the wide model; then one entry per round run.
+    pub rounds: Vec<WidthPoint>,
+    /// Index into `rounds` of the narrowest round within δ.
+    pub best: usize,
+    /// The model of that round.
+    pub model: Model,
+}
+
+/// Activation-guided width search from a trained `wide` model (see the module doc).
+///
+/// # Errors
+/// [`PruneError::InvalidParameter`] for a δ outside [0, 1]; job errors.
+pub fn activation_guided(
+    wide: &Model,
+    train: &Dataset,
+    train_indices: &[u32],
+    val: &Data<'_>,
+    cfg: &Guided<'_>,
+) -> Result<GuidedReport, PruneError> {
+    if !(0.0..=1.0).contains(&cfg.delta) {
+        return Err(PruneError::InvalidParameter {
+            name: "delta",
+            value: cfg.delta.to_string(),
+            expected: "an accuracy drop in [0, 1]",
+        });
+    }
+    let baseline = accuracy(wide, val)?;
+    let mut rounds = vec![WidthPoint {
+        widths: widths(wide)?,
+        params: wide.param_count(),
+        macs: wide.macs(),
+        accuracy: baseline,
+    }];
+    let (mut best, mut best_model) = (0, wide.clone());
+    let mut current = wide.clone();
+    let mut strategy = cfg.strategy.clone();
+    for _ in 0..cfg.max_rounds {
+        let job = Job {
+            criterion: cfg.criterion,
+            plan: cfg.plan.clone(),
+            rounds: 1,
+            strategy: strategy.clone(),
+            train: cfg.train.clone(),
+            decision: cfg.decision,
+            search_steps: 8,
+        };
+        let out = pipeline::run(&current, train, train_indices, val, &job)?;
+        let r = &out.rounds[0];
+        if r.widths == rounds.last().map(|p| p.widths.clone()).unwrap_or_default() {
+            break; // Nothing left to remove.
+        }
+        rounds.push(WidthPoint {
+            widths: r.widths.clone(),
+            params: r.params,
+            macs: r.macs,
+            accuracy: r.accuracy,
+        });
+        if r.accuracy < baseline - cfg.delta {
+            break;
+        }
+        best = rounds.len() - 1;
+        best_model = out.model.clone();
+        strategy = out.next_strategy;
+        current = out.model;
+    }
+    Ok(GuidedReport { rounds, best, model: best_model })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::criteria::apoz::Apoz;
+    use crate::record::testdata;
+    use crate::schedule::Amount;
+    use net::Init;
+
+    fn config(epochs: usize, seed: u64) -> TrainConfig {
+        TrainConfig {
+            epochs,
+            batch: 16,
+            lr: 0.05,
+            momentum: 0.9,
+            seed,
+            progress: false,
+            ..TrainConfig::default()
+        }
+    }
+
+    #[test]
+    fn spec_with_widths_changes_only_prunable_layers() {
+        let m = Model::from_spec("lenet5", [1, 28, 28], 10, Init::PyTorchDefault, 1).unwrap();
+        let s = spec_with_widths(&m, &[2, 3, 4, 5]).unwrap();
+        assert_eq!(s, "conv2k5p2,relu,pool2,conv3k5,relu,pool2,flatten,fc4,relu,fc5,relu,fc10");
+        assert!(spec_with_widths(&m, &[2, 3]).is_err());
+        assert!(spec_with_widths(&m, &[2, 3, 0, 1]).is_err());
+    }
+
+    #[test]
+    fn sweep_and_guided_search_report_widths_and_accuracy() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = testdata::stripes(dir.path(), "w", 300, 5);
+        let (train_idx, val_idx): (Vec<u32>, Vec<u32>) = ((0..200).collect(), (200..300).collect());
+        let val = Data::new(&ds, &val_idx);
+        let base = Model::from_spec("flatten,fc32,relu,fc32,relu,fc3", [1, 4, 4], 3, Init::KaimingNormal, 1)
+            .unwrap();
+        let sweep =
+            uniform_sweep(&base, &[2, 8], Init::KaimingNormal, &ds, &train_idx, &val, &config(3, 1)).unwrap();
+        assert_eq!(sweep.iter().map(|p| p.widths.clone()).collect::<Vec<_>>(), vec![vec![2, 2], vec![8, 8]]);
+        assert!(sweep[1].accuracy > 0.9 && sweep[0].params < sweep[1].params);
+
+        let mut wide = base.clone();
+        net::train(&mut wide, &ds, &train_idx, None, &config(3, 1), &mut Quiet).unwrap();
+        let g = Guided {
+            criterion: &Apoz,
+            plan: Plan::new(Amount::Ratio(0.5)),
+            delta: 0.05,
+            max_rounds: 6,
+            strategy: Strategy::Reinit { init: Init::KaimingNormal, seed: 7 },
+            train: config(3, 2),
+            decision: ConvDecision::Majority,
+        };
+        let rep = activation_guided(&wide, &ds, &train_idx, &val, &g).unwrap();
+        assert_eq!(rep.rounds[0].widths, vec![32, 32]);
+        assert!(rep.rounds.len() >= 3, "{:?}", rep.rounds);
+        for w in rep.rounds.windows(2) {
+            assert!(w[1].widths[0] < w[0].widths[0]);
+        }
+        assert!(rep.best >= 1);
+        assert!(rep.rounds[rep.best].accuracy >= rep.rounds[0].accuracy - 0.05);
+        assert_eq!(widths(&rep.model).unwrap(), rep.rounds[rep.best].widths);
+    }
+}
