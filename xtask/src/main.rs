@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod experiment;
 mod fetch_mnist;
 mod test;
 mod tidy;
@@ -27,12 +28,16 @@ enum Command {
     /// Fetch MNIST if missing, then run the whole test suite (including the tests that
     /// need the real data) and the portable-SIMD kernel tests.
     Test(test::Args),
+    /// Run a named experiment (thesis, criteria, pretrain, width-search, all) or merge
+    /// shards; with no name, list the recipes.
+    Experiment(experiment::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::FetchMnist(args) => fetch_mnist::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Experiment(args) => experiment::run(&args),
     }
 }
 

@@ -1,0 +1,100 @@
+//! `width-search`: the uniform sweep (the same width in every hidden layer, trained
+//! without pruning) against the widths the activation-guided search finds; accuracy
+//! against MACs, with the Pareto front.
+
+use std::fmt::Write as _;
+
+use super::{Plan, PlotKind, Recipe};
+use crate::experiment::config::RunConfig;
+use crate::experiment::report::Setting;
+
+/// The recipe.
+pub static RECIPE: Recipe = Recipe {
+    name: "width-search",
+    version: 1,
+    about: "Uniform widths 100…1000 per hidden layer (MLP, thesis setting, no pruning) against the \
+            activation-guided search started from 1000; accuracy against MACs per image.",
+    expand,
+    section,
+    plots: &[PlotKind::AccuracyVsMacs, PlotKind::AccuracyVsWidth],
+};
+
+fn expand(plan: &Plan) -> Vec<RunConfig> {
+    let (epochs, train_images, validation, widths) = if plan.quick {
+        (1, 6000, 1000, vec![100, 400])
+    } else {
+        (10, 0, 5000, (100..=1000).step_by(100).collect())
+    };
+    let base = |hidden: Vec<usize>, seed| RunConfig {
+        experiment: RECIPE.name.into(),
+        version: RECIPE.version,
+        model: plan.mlp(&hidden),
+        hidden,
+        pretrain_epochs: epochs as f64,
+        criterion: "none".into(),
+        schedule: "none".into(),
+        strategy: "none".into(),
+        retrain_epochs: 0,
+        train_images,
+        validation,
+        batch: 64,
+        lr: 0.01,
+        momentum: 0.05,
+        seed,
+    };
+    let mut runs = Vec::new();
+    for &w in &widths {
+        for &seed in &plan.seed_list() {
+            runs.push(base(vec![w, w], seed));
+        }
+    }
+    let start = *widths.last().expect("at least one width");
+    for &seed in &plan.seed_list() {
+        runs.push(RunConfig {
+            criterion: "entropy".into(),
+            schedule: "search:0.003".into(),
+            strategy: "reinit".into(),
+            retrain_epochs: epochs,
+            ..base(vec![start, start], seed)
+        });
+    }
+    runs
+}
+
+fn section(settings: &[Setting]) -> String {
+    let mut md = String::from("## Uniform widths against the activation-guided search\n\n");
+    md.push_str("| kind | widths | runs | MACs per image | test accuracy |\n|---|---|---|---|---|\n");
+    for s in settings {
+        let kind = if s.config.schedule == "none" { "uniform" } else { "activation-guided" };
+        let widths: Vec<String> = s.hidden_after().iter().map(|w| w.to_string()).collect();
+        let _ = writeln!(
+            md,
+            "| {kind} | {} | {}/{} | {:.0} | {} |",
+            widths.join("-"),
+            s.runs.len(),
+            s.planned,
+            s.stat(|r| r.metrics.macs_after as f64).mean,
+            s.accuracy().pct()
+        );
+    }
+    let rounds: Vec<_> =
+        settings.iter().flat_map(|s| s.runs.iter()).filter(|r| !r.metrics.search_rounds.is_empty()).collect();
+    if !rounds.is_empty() {
+        md.push_str("\n### Search rounds\n\n| seed | round | widths | MACs | test accuracy |\n|---|---|---|---|---|\n");
+        for r in rounds {
+            for (i, round) in r.metrics.search_rounds.iter().enumerate() {
+                let w: Vec<String> = round.hidden.iter().map(|w| w.to_string()).collect();
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {:.2}% |",
+                    r.config.seed,
+                    i,
+                    w.join("-"),
+                    round.macs,
+                    100.0 * round.test_accuracy
+                );
+            }
+        }
+    }
+    md
+}
