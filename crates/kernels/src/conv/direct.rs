@@ -22,7 +22,7 @@
 use rayon::prelude::*;
 
 use super::lowered::{Partial, bias_partial};
-use super::{ConvGeometry, sum_in_order};
+use super::{ConvGeometry, copy_short, sum_in_order};
 use crate::gemm::Parallelism;
 
 #[cfg(target_feature = "avx512f")]
@@ -137,7 +137,7 @@ impl Plan {
             for (row, drow) in
                 plane.chunks_exact(self.w).zip(dplane[self.pad_h * self.wp..].chunks_mut(self.wp))
             {
-                drow[self.pad_w..self.pad_w + self.w].copy_from_slice(row);
+                copy_short(&mut drow[self.pad_w..self.pad_w + self.w], row);
             }
         }
     }
@@ -282,6 +282,44 @@ unsafe fn load(p: *const f32) -> V {
     unsafe { p.cast::<V>().read_unaligned() }
 }
 
+/// Stores the first `dst.len() ≤ L` lanes of `v` into `dst`: one vector store when
+/// the row has a whole vector left, a masked store for its tail (a `memcpy` call of a
+/// variable length here would cost more than the tile's arithmetic).
+#[inline(always)]
+fn store_lanes(dst: &mut [f32], v: V) {
+    let n = dst.len();
+    assert!(n <= L);
+    let lanes = v.to_array();
+    if n == L {
+        dst[..L].copy_from_slice(&lanes);
+        return;
+    }
+    #[cfg(target_feature = "avx512f")]
+    {
+        use std::arch::x86_64::{_mm512_loadu_ps, _mm512_mask_storeu_ps};
+        // SAFETY: `lanes` holds 16 floats; the mask `(1 << n) − 1` (n < 16) writes
+        // exactly `dst[..n]`, which is in bounds.
+        unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), (1u16 << n) - 1, _mm512_loadu_ps(lanes.as_ptr())) }
+    }
+    #[cfg(all(not(target_feature = "avx512f"), target_feature = "avx2"))]
+    {
+        use std::arch::x86_64::{
+            _mm256_cmpgt_epi32, _mm256_loadu_ps, _mm256_maskstore_ps, _mm256_set1_epi32, _mm256_setr_epi32,
+        };
+        // SAFETY: `lanes` holds 8 floats; lane i of the mask is set iff i < n, so the
+        // store writes exactly `dst[..n]`, which is in bounds.
+        unsafe {
+            let mask =
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            _mm256_maskstore_ps(dst.as_mut_ptr(), mask, _mm256_loadu_ps(lanes.as_ptr()));
+        }
+    }
+    #[cfg(not(any(target_feature = "avx512f", target_feature = "avx2")))]
+    for (d, s) in dst.iter_mut().zip(lanes) {
+        *d = s;
+    }
+}
+
 /// Output channels `o0 .. o0 + OB` of one image, tile by tile of `NV·L` outputs of a row.
 #[inline(always)]
 fn fwd_tile<const OB: usize, const NV: usize>(a: &FwdArgs<'_>, out: &mut [f32]) {
@@ -329,8 +367,7 @@ fn fwd_tile<const OB: usize, const NV: usize>(a: &FwdArgs<'_>, out: &mut [f32]) 
                     if a.relu {
                         r = r.max(V::ZERO);
                     }
-                    let n = L.min(p.ow - start);
-                    row[start..start + n].copy_from_slice(&r.to_array()[..n]);
+                    store_lanes(&mut row[start..(start + L).min(p.ow)], r);
                 }
             }
         }
@@ -459,7 +496,7 @@ fn weight_gradient_run(
         p.pad_into(img, dst);
     }
     for (src, dst) in grad_output.chunks_exact(p.ow).zip(s.grad_out.chunks_exact_mut(gw)) {
-        dst[..p.ow].copy_from_slice(src);
+        copy_short(&mut dst[..p.ow], src);
     }
     let k = taps.len();
     let mut weight = vec![0.0f32; p.o * k];
@@ -485,7 +522,18 @@ fn weight_gradient_run(
         }
         o0 += ob;
     }
-    Partial { weight, bias: bias_partial(grad_output, p.o, p.oh * p.ow) }
+    // Bias gradient: the padded dY rows summed vector by vector (their tails are zero).
+    let mut bias = vec![0.0f32; p.o];
+    for (o, b) in bias.iter_mut().enumerate() {
+        let mut acc = V::ZERO;
+        for n in 0..images {
+            for chunk in s.grad_out[(n * p.o + o) * p.oh * gw..][..p.oh * gw].chunks_exact(L) {
+                acc += V::new(chunk.try_into().expect("chunk of L"));
+            }
+        }
+        *b = sum_in_order(&acc.to_array());
+    }
+    Partial { weight, bias }
 }
 
 /// What the weight-gradient tile kernel reads.

@@ -6,7 +6,7 @@
 //! one contiguous range `[lo, hi)` (computed once per tap), so the inner loops are a
 //! zero fill, a copy (stride 1) or a strided gather, and never test a pixel.
 
-use super::ConvGeometry;
+use super::{ConvGeometry, copy_short};
 
 /// The outputs `x ∈ [lo, hi)` whose input column `x·s + k − p` lies in `[0, len)`,
 /// and that first input column `x·s + k − p` for `x = lo`.
@@ -54,7 +54,7 @@ pub(super) fn lower(g: &ConvGeometry, input: &[f32], images: usize, cols: &mut [
                         dst[xs.hi..].fill(0.0);
                         let dst = &mut dst[xs.lo..xs.hi];
                         if s == 1 {
-                            dst.copy_from_slice(&src[xs.first_in..xs.first_in + dst.len()]);
+                            copy_short(dst, &src[xs.first_in..xs.first_in + dst.len()]);
                         } else {
                             for (d, v) in dst.iter_mut().zip(src[xs.first_in..].iter().step_by(s)) {
                                 *d = *v;

@@ -130,6 +130,35 @@ pub(crate) fn sum_in_order(xs: &[f32]) -> f32 {
     lanes.iter().sum()
 }
 
+/// `dst.copy_from_slice(src)` for the short rows of a convolution (tens of floats):
+/// whole 16-float blocks, then 8, 4, 2, 1, all fixed-size copies the compiler inlines.
+/// `copy_from_slice` of a variable length calls `memmove`, whose call overhead is
+/// larger than the copy at these lengths. Panics if the lengths differ.
+#[inline]
+pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len());
+    let mut d = dst.chunks_exact_mut(16);
+    let mut s = src.chunks_exact(16);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let s: &[f32; 16] = s.try_into().expect("chunk of 16");
+        d.copy_from_slice(s);
+    }
+    let (mut d, mut s) = (d.into_remainder(), s.remainder());
+    for block in [8, 4, 2, 1] {
+        if s.len() >= block {
+            let (dh, dt) = d.split_at_mut(block);
+            let (sh, st) = s.split_at(block);
+            match block {
+                8 => dh.copy_from_slice(<&[f32; 8]>::try_from(sh).expect("8")),
+                4 => dh.copy_from_slice(<&[f32; 4]>::try_from(sh).expect("4")),
+                2 => dh.copy_from_slice(<&[f32; 2]>::try_from(sh).expect("2")),
+                _ => dh[0] = sh[0],
+            }
+            (d, s) = (dt, st);
+        }
+    }
+}
+
 /// Lowers `input` (`N × C × H × W`) into `cols` (row-major `(C·KH·KW) × (N·OH·OW)`, overwritten).
 ///
 /// # Errors
