@@ -34,10 +34,11 @@ type V = wide::f32x8;
 const L: usize = size_of::<V>() / size_of::<f32>();
 
 /// Register tiles, sized so accumulators + operands fit the 32 zmm registers of
-/// AVX-512 or the 16 ymm of AVX2: forward `OB × NV` accumulators, `NV` input vectors
-/// and one broadcast; weight gradient `OB × TB` accumulators, `OB` dY vectors, one input.
+/// AVX-512 or the 16 ymm of AVX2: forward `OB × RY × NV` accumulators (`RY` rows),
+/// `RY·NV` input vectors and one broadcast; weight gradient `OB × TB` accumulators, `OB` dY vectors, one input.
 #[cfg(target_feature = "avx512f")]
 mod tile {
+    pub(super) const FWD_RY: usize = 2;
     pub(super) const FWD_OB_ONE_VECTOR: usize = 8;
     pub(super) const FWD_OB_TWO_VECTORS: usize = 6;
     pub(super) const DW_OB: usize = 6;
@@ -45,6 +46,7 @@ mod tile {
 }
 #[cfg(not(target_feature = "avx512f"))]
 mod tile {
+    pub(super) const FWD_RY: usize = 1;
     pub(super) const FWD_OB_ONE_VECTOR: usize = 8;
     pub(super) const FWD_OB_TWO_VECTORS: usize = 6;
     pub(super) const DW_OB: usize = 3;
@@ -223,7 +225,7 @@ fn run_forward(
     }
 }
 
-/// All output channels of one padded image, in tiles of `OB` channels.
+/// All output channels of one padded image, in tiles of `OB` channels × `RY` rows.
 fn forward_image(
     plan: &Plan,
     padded: &[f32],
@@ -234,14 +236,21 @@ fn forward_image(
     out: &mut [f32],
 ) {
     let ob_max = if plan.nv == 1 { tile::FWD_OB_ONE_VECTOR } else { tile::FWD_OB_TWO_VECTORS };
+    // Rows in steps of `FWD_RY`, then the leftover rows one at a time.
+    let paired = plan.oh - plan.oh % tile::FWD_RY;
     let mut o0 = 0;
     while o0 < plan.o {
         let ob = ob_max.min(plan.o - o0);
         let args = FwdArgs { plan, padded, wt, taps, bias, relu, o0 };
-        if plan.nv == 1 {
-            fwd_dispatch::<1>(ob, &args, out);
-        } else {
-            fwd_dispatch::<2>(ob, &args, out);
+        match plan.nv {
+            1 => {
+                fwd_dispatch::<1, { tile::FWD_RY }>(ob, &args, 0..paired, out);
+                fwd_dispatch::<1, 1>(ob, &args, paired..plan.oh, out);
+            }
+            _ => {
+                fwd_dispatch::<2, { tile::FWD_RY }>(ob, &args, 0..paired, out);
+                fwd_dispatch::<2, 1>(ob, &args, paired..plan.oh, out);
+            }
         }
         o0 += ob;
     }
@@ -258,16 +267,24 @@ struct FwdArgs<'a> {
     o0: usize,
 }
 
-fn fwd_dispatch<const NV: usize>(ob: usize, a: &FwdArgs<'_>, out: &mut [f32]) {
+fn fwd_dispatch<const NV: usize, const RY: usize>(
+    ob: usize,
+    a: &FwdArgs<'_>,
+    rows: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    if rows.is_empty() {
+        return;
+    }
     match ob {
-        1 => fwd_tile::<1, NV>(a, out),
-        2 => fwd_tile::<2, NV>(a, out),
-        3 => fwd_tile::<3, NV>(a, out),
-        4 => fwd_tile::<4, NV>(a, out),
-        5 => fwd_tile::<5, NV>(a, out),
-        6 => fwd_tile::<6, NV>(a, out),
-        7 => fwd_tile::<7, NV>(a, out),
-        _ => fwd_tile::<8, NV>(a, out),
+        1 => fwd_tile::<1, NV, RY>(a, rows, out),
+        2 => fwd_tile::<2, NV, RY>(a, rows, out),
+        3 => fwd_tile::<3, NV, RY>(a, rows, out),
+        4 => fwd_tile::<4, NV, RY>(a, rows, out),
+        5 => fwd_tile::<5, NV, RY>(a, rows, out),
+        6 => fwd_tile::<6, NV, RY>(a, rows, out),
+        7 => fwd_tile::<7, NV, RY>(a, rows, out),
+        _ => fwd_tile::<8, NV, RY>(a, rows, out),
     }
 }
 
@@ -320,13 +337,20 @@ fn store_lanes(dst: &mut [f32], v: V) {
     }
 }
 
-/// Output channels `o0 .. o0 + OB` of one image, tile by tile of `NV·L` outputs of a row.
+/// Output channels `o0 .. o0 + OB` of rows `rows` (a multiple of `RY` of them) of one
+/// image, tile by tile of `RY` rows × `NV·L` outputs: each broadcast weight feeds
+/// `RY·NV` FMAs.
 #[inline(always)]
-fn fwd_tile<const OB: usize, const NV: usize>(a: &FwdArgs<'_>, out: &mut [f32]) {
+fn fwd_tile<const OB: usize, const NV: usize, const RY: usize>(
+    a: &FwdArgs<'_>,
+    rows: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
     let p = a.plan;
     let o_total = p.o;
     assert!(a.o0 + OB <= o_total && a.wt.len() == a.taps.len() * o_total);
     assert!(a.padded.len() >= p.padded_len() && out.len() == o_total * p.oh * p.ow);
+    assert!(rows.end <= p.oh && rows.len() % RY == 0);
     // Every tap offset plus the largest tile origin plus NV·L lanes stays inside the
     // padded image: the last tap is at `(C−1)·HP·WP + (KH−1)·WP + KW−1`, the last tile
     // origin `(OH−1)·WP + (WP − KW + 1 − NV·L)`, and `HP = OH + KH − 1`.
@@ -334,22 +358,26 @@ fn fwd_tile<const OB: usize, const NV: usize>(a: &FwdArgs<'_>, out: &mut [f32]) 
     let tiles = (p.wp + 1 - p.kw) / (NV * L);
     let base_ptr = a.padded.as_ptr();
     let w_ptr = a.wt.as_ptr();
-    for y in 0..p.oh {
+    for y0 in rows.step_by(RY) {
         for tx in 0..tiles {
-            let origin = y * p.wp + tx * NV * L;
-            let mut acc = [[V::ZERO; NV]; OB];
+            let origin = y0 * p.wp + tx * NV * L;
+            let mut acc = [[[V::ZERO; NV]; RY]; OB];
             for (t, &off) in a.taps.iter().enumerate() {
-                let mut x = [V::ZERO; NV];
-                for (v, xv) in x.iter_mut().enumerate() {
-                    // SAFETY: `origin + off + v·L + L ≤ C·HP·WP ≤ padded.len()` by the bounds
-                    // asserted above (tile origins and tap offsets of this plan).
-                    *xv = unsafe { load(base_ptr.add(origin + off + v * L)) };
+                let mut x = [[V::ZERO; NV]; RY];
+                for (r, xr) in x.iter_mut().enumerate() {
+                    for (v, xv) in xr.iter_mut().enumerate() {
+                        // SAFETY: row `y0 + r < OH`, so `origin + r·WP + off + v·L + L ≤ C·HP·WP
+                        // ≤ padded.len()` by the bounds asserted above (tile origins and tap offsets).
+                        *xv = unsafe { load(base_ptr.add(origin + r * p.wp + off + v * L)) };
+                    }
                 }
                 for (o, acc_o) in acc.iter_mut().enumerate() {
                     // SAFETY: `t < taps.len()` and `o0 + o < O`, so the index is below `wt.len()`.
                     let w = V::splat(unsafe { *w_ptr.add(t * o_total + a.o0 + o) });
-                    for (acc_ov, xv) in acc_o.iter_mut().zip(&x) {
-                        *acc_ov = xv.mul_add(w, *acc_ov);
+                    for (acc_or, xr) in acc_o.iter_mut().zip(&x) {
+                        for (acc_ov, xv) in acc_or.iter_mut().zip(xr) {
+                            *acc_ov = xv.mul_add(w, *acc_ov);
+                        }
                     }
                 }
             }
@@ -357,17 +385,19 @@ fn fwd_tile<const OB: usize, const NV: usize>(a: &FwdArgs<'_>, out: &mut [f32]) 
             for (o, acc_o) in acc.iter().enumerate() {
                 let oc = a.o0 + o;
                 let b = V::splat(a.bias.map_or(0.0, |b| b[oc]));
-                let row = &mut out[(oc * p.oh + y) * p.ow..][..p.ow];
-                for (v, acc_ov) in acc_o.iter().enumerate() {
-                    let start = x0 + v * L;
-                    if start >= p.ow {
-                        break;
+                for (r, acc_or) in acc_o.iter().enumerate() {
+                    let row = &mut out[(oc * p.oh + y0 + r) * p.ow..][..p.ow];
+                    for (v, acc_ov) in acc_or.iter().enumerate() {
+                        let start = x0 + v * L;
+                        if start >= p.ow {
+                            break;
+                        }
+                        let mut res = *acc_ov + b;
+                        if a.relu {
+                            res = res.max(V::ZERO);
+                        }
+                        store_lanes(&mut row[start..(start + L).min(p.ow)], res);
                     }
-                    let mut r = *acc_ov + b;
-                    if a.relu {
-                        r = r.max(V::ZERO);
-                    }
-                    store_lanes(&mut row[start..(start + L).min(p.ow)], r);
                 }
             }
         }
