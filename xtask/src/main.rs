@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod experiment;
 mod fetch_mnist;
 mod test;
@@ -28,6 +29,9 @@ enum Command {
     /// Fetch MNIST if missing, then run the whole test suite (including the tests that
     /// need the real data) and the portable-SIMD kernel tests.
     Test(test::Args),
+    /// Run a benchmark in release mode: `gemm` (GFLOP/s beside the `gemm` and
+    /// `matrixmultiply` crates, 1 and 2 threads; `--json` for one object per line).
+    Bench(bench::Args),
     /// Run a named experiment (thesis, criteria, pretrain, width-search, all) or merge
     /// shards; with no name, list the recipes.
     Experiment(experiment::Args),
@@ -37,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::FetchMnist(args) => fetch_mnist::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Experiment(args) => experiment::run(&args),
     }
 }

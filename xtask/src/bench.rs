@@ -1,0 +1,82 @@
+//! `cargo xtask bench <what>`: run one of the project's benchmarks in release mode.
+//!
+//! Each benchmark is a `harness = false` bench target of the crate it measures; this
+//! command only names them and forwards the options, so that `cargo xtask bench gemm
+//! --json` and `cargo bench -p kernels --bench gemm -- --json` are the same run.
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// Options of `cargo xtask bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Which benchmark to run.
+    #[command(subcommand)]
+    pub what: What,
+}
+
+/// The benchmarks.
+#[derive(clap::Subcommand)]
+pub enum What {
+    /// GFLOP/s of `kernels::gemm` beside the `gemm` and `matrixmultiply` crates, for 1
+    /// and 2 threads, over the square, MLP and LeNet-as-im2col shapes.
+    Gemm(GemmArgs),
+}
+
+/// Options of `cargo xtask bench gemm`.
+#[derive(clap::Args)]
+pub struct GemmArgs {
+    /// Print one JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Fewer and shorter samples (a quick look, noisier).
+    #[arg(long)]
+    pub quick: bool,
+    /// Time one-thread runs by the thread's CPU time instead of wall time (steadier on a
+    /// busy machine; for tuning).
+    #[arg(long)]
+    pub cpu_time: bool,
+    /// Only these shapes (e.g. `sq1024`, `mlp784`, `conv1`); repeatable.
+    #[arg(long)]
+    pub shape: Vec<String>,
+    /// Only these thread counts (default 1 and 2); repeatable.
+    #[arg(long)]
+    pub threads: Vec<usize>,
+}
+
+/// Runs the chosen benchmark.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    match &args.what {
+        What::Gemm(g) => {
+            let mut forward = Vec::new();
+            for (flag, on) in [("--json", g.json), ("--quick", g.quick), ("--cpu-time", g.cpu_time)] {
+                if on {
+                    forward.push(flag.to_string());
+                }
+            }
+            for s in &g.shape {
+                forward.extend(["--shape".to_string(), s.clone()]);
+            }
+            for t in &g.threads {
+                forward.extend(["--threads".to_string(), t.to_string()]);
+            }
+            cargo_bench("kernels", "gemm", &forward)
+        }
+    }
+}
+
+/// `cargo bench -p <package> --bench <bench> -- <args>` from the workspace root.
+fn cargo_bench(package: &str, bench: &str, args: &[String]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(crate::project_root())
+        .args(["bench", "-p", package, "--bench", bench, "--"])
+        .args(args)
+        .status()
+        .with_context(|| format!("could not start cargo bench for {package}/{bench}"))?;
+    if !status.success() {
+        bail!("benchmark {package}/{bench} failed ({status})");
+    }
+    Ok(())
+}
