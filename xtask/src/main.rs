@@ -9,9 +9,11 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod experiment;
+mod eval;
 mod fetch_mnist;
 mod test;
 mod tidy;
+mod train;
 
 /// actprune: train small CNNs and MLPs on the CPU and prune them by the activation
 /// status of their neurons.
@@ -35,6 +37,10 @@ enum Command {
     /// Run a named experiment (thesis, criteria, pretrain, width-search, all) or merge
     /// shards; with no name, list the recipes.
     Experiment(experiment::Args),
+    /// Train a model from a spec on MNIST (or any IDX folder) and save it as safetensors.
+    Train(train::Args),
+    /// Evaluate a saved model on the test set: accuracy, loss, confusion matrix, images/s.
+    Eval(eval::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +49,8 @@ fn main() -> anyhow::Result<()> {
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Experiment(args) => experiment::run(&args),
+        Command::Train(args) => train::run(&args),
+        Command::Eval(args) => eval::run(&args),
     }
 }
 
