@@ -553,15 +553,17 @@ fn weight_gradient_run(
         o0 += ob;
     }
     // Bias gradient: the padded dY rows summed vector by vector (their tails are zero).
+    // Four accumulators, rotated vector by vector, hide the latency of the adds.
     let mut bias = vec![0.0f32; p.o];
     for (o, b) in bias.iter_mut().enumerate() {
-        let mut acc = V::ZERO;
+        let mut acc = [V::ZERO; 4];
         for n in 0..images {
-            for chunk in s.grad_out[(n * p.o + o) * p.oh * gw..][..p.oh * gw].chunks_exact(L) {
-                acc += V::new(chunk.try_into().expect("chunk of L"));
+            for (i, chunk) in s.grad_out[(n * p.o + o) * p.oh * gw..][..p.oh * gw].chunks_exact(L).enumerate()
+            {
+                acc[i % 4] += V::new(chunk.try_into().expect("chunk of L"));
             }
         }
-        *b = sum_in_order(&acc.to_array());
+        *b = sum_in_order(&((acc[0] + acc[1]) + (acc[2] + acc[3])).to_array());
     }
     Partial { weight, bias }
 }

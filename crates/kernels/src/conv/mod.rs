@@ -130,33 +130,42 @@ pub(crate) fn sum_in_order(xs: &[f32]) -> f32 {
     lanes.iter().sum()
 }
 
-/// `dst.copy_from_slice(src)` for the short rows of a convolution (tens of floats):
-/// whole 16-float blocks, then 8, 4, 2, 1, all fixed-size copies the compiler inlines.
-/// `copy_from_slice` of a variable length calls `memmove`, whose call overhead is
-/// larger than the copy at these lengths. Panics if the lengths differ.
+/// `dst.copy_from_slice(src)` for the short rows of a convolution (tens of floats).
+/// Below 64 floats it is at most one fixed-size copy each of 32, 16, 8, 4, 2 and 1
+/// floats, with no loop (a loop of blocks would be turned back into a `memmove`
+/// call, whose overhead is larger than the copy at these lengths). Panics if the
+/// lengths differ.
 #[inline]
 pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
     assert_eq!(dst.len(), src.len());
-    let mut d = dst.chunks_exact_mut(16);
-    let mut s = src.chunks_exact(16);
-    for (d, s) in (&mut d).zip(&mut s) {
-        let s: &[f32; 16] = s.try_into().expect("chunk of 16");
-        d.copy_from_slice(s);
+    if src.len() >= 64 {
+        dst.copy_from_slice(src);
+        return;
     }
-    let (mut d, mut s) = (d.into_remainder(), s.remainder());
-    for block in [8, 4, 2, 1] {
+    let (mut d, mut s) = (dst, src);
+    for block in [32, 16, 8, 4, 2, 1] {
         if s.len() >= block {
             let (dh, dt) = d.split_at_mut(block);
             let (sh, st) = s.split_at(block);
             match block {
-                8 => dh.copy_from_slice(<&[f32; 8]>::try_from(sh).expect("8")),
-                4 => dh.copy_from_slice(<&[f32; 4]>::try_from(sh).expect("4")),
-                2 => dh.copy_from_slice(<&[f32; 2]>::try_from(sh).expect("2")),
+                32 => copy_block::<32>(dh, sh),
+                16 => copy_block::<16>(dh, sh),
+                8 => copy_block::<8>(dh, sh),
+                4 => copy_block::<4>(dh, sh),
+                2 => copy_block::<2>(dh, sh),
                 _ => dh[0] = sh[0],
             }
             (d, s) = (dt, st);
         }
     }
+}
+
+/// Copies exactly `N` floats as one array assignment (a fixed-size move, never a call).
+#[inline(always)]
+fn copy_block<const N: usize>(dst: &mut [f32], src: &[f32]) {
+    let d: &mut [f32; N] = dst.try_into().expect("block of N");
+    let s: &[f32; N] = src.try_into().expect("block of N");
+    *d = *s;
 }
 
 /// Lowers `input` (`N × C × H × W`) into `cols` (row-major `(C·KH·KW) × (N·OH·OW)`, overwritten).
