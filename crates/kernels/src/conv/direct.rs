@@ -350,7 +350,7 @@ fn fwd_tile<const OB: usize, const NV: usize, const RY: usize>(
     let o_total = p.o;
     assert!(a.o0 + OB <= o_total && a.wt.len() == a.taps.len() * o_total);
     assert!(a.padded.len() >= p.padded_len() && out.len() == o_total * p.oh * p.ow);
-    assert!(rows.end <= p.oh && rows.len() % RY == 0);
+    assert!(rows.end <= p.oh && rows.len().is_multiple_of(RY));
     // Every tap offset plus the largest tile origin plus NV·L lanes stays inside the
     // padded image: the last tap is at `(C−1)·HP·WP + (KH−1)·WP + KW−1`, the last tile
     // origin `(OH−1)·WP + (WP − KW + 1 − NV·L)`, and `HP = OH + KH − 1`.

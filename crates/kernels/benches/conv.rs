@@ -1,0 +1,267 @@
+//! Convolution benchmark: GFLOP/s (median of repeated samples) of LeNet's two
+//! convolutions at batch 64, forward and backward, 1 and 2 threads. Three columns:
+//! ours as `conv2d_forward`/`conv2d_backward` choose (`auto`), ours forced onto
+//! im2col + our GEMM (`lowered`), and the peer: our im2col (one thread) + the `gemm`
+//! crate (0.19, x86-v4) over the whole batch's `cols`.
+//!
+//! Flops: forward `2·N·O·OH·OW·C·KH·KW`; the weight gradient the same again, and the
+//! input gradient (conv2 only; conv1's input gradient is never needed) the same again.
+//! The peer is favoured: its forward output stays `O × N·OH·OW` (not scattered back to
+//! NCHW) and its `dY` is handed to it already in that layout.
+//!
+//! Usage: `cargo bench -p kernels --bench conv -- [--json] [--quick] [--case NAME]...
+//! [--threads N]... [--only auto|lowered|gemm]`. `--json` prints one object per line:
+//! `{"case":"conv1_fwd","threads":1,"gflops":…,"lowered":…,"peers":{"gemm":…}}`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use kernels::conv::{ConvPath, col2im, conv2d_backward_with, conv2d_forward_with, im2col};
+use kernels::{ConvGeometry, Parallelism};
+
+/// One benchmark case: a layer and a direction.
+struct Case {
+    name: &'static str,
+    g: ConvGeometry,
+    backward: bool,
+    /// Backward also computes the input gradient.
+    grad_input: bool,
+}
+
+const CONV1: ConvGeometry =
+    ConvGeometry { batch: 64, in_c: 1, in_h: 28, in_w: 28, out_c: 6, kh: 5, kw: 5, stride: 1, pad: 2 };
+const CONV2: ConvGeometry =
+    ConvGeometry { batch: 64, in_c: 6, in_h: 14, in_w: 14, out_c: 16, kh: 5, kw: 5, stride: 1, pad: 0 };
+
+const CASES: &[Case] = &[
+    Case { name: "conv1_fwd", g: CONV1, backward: false, grad_input: false },
+    Case { name: "conv1_bwd", g: CONV1, backward: true, grad_input: false },
+    Case { name: "conv2_fwd", g: CONV2, backward: false, grad_input: false },
+    Case { name: "conv2_bwd", g: CONV2, backward: true, grad_input: true },
+];
+
+struct Options {
+    json: bool,
+    quick: bool,
+    cases: Vec<String>,
+    threads: Vec<usize>,
+    /// Time only this runner (`auto`, `lowered` or `gemm`), for profiling.
+    only: Option<String>,
+}
+
+fn parse_args() -> Options {
+    let mut opts = Options { json: false, quick: false, cases: Vec::new(), threads: Vec::new(), only: None };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--json" => opts.json = true,
+            "--quick" => opts.quick = true,
+            "--case" => opts.cases.push(args.next().expect("--case needs a name")),
+            "--only" => opts.only = Some(args.next().expect("--only needs auto, lowered or gemm")),
+            "--threads" => {
+                opts.threads.push(args.next().and_then(|t| t.parse().ok()).expect("--threads needs a number"))
+            }
+            // `cargo bench` passes `--bench` to harness-less benches.
+            "--bench" => {}
+            other => panic!("unknown argument {other:?}; use --json, --quick, --case NAME, --threads N"),
+        }
+    }
+    if opts.threads.is_empty() {
+        opts.threads = vec![1, 2];
+    }
+    opts
+}
+
+fn main() {
+    let opts = parse_args();
+    if !opts.json {
+        println!(
+            "GFLOP/s, median; SIMD path {}; batch 64; peer = im2col + `gemm` 0.19",
+            kernels::SimdPath::compiled().name()
+        );
+        println!("{:<10} {:>3}  {:>8} {:>8} {:>8}", "case", "thr", "auto", "lowered", "gemm");
+    }
+    for &threads in &opts.threads {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
+        pool.install(|| {
+            for c in CASES.iter().filter(|c| opts.cases.is_empty() || opts.cases.iter().any(|n| n == c.name))
+            {
+                bench_case(c, threads, &opts);
+            }
+        });
+    }
+}
+
+/// A deterministic fill in [-1, 1) (a small LCG; the values do not matter, only that
+/// they are not denormal or special).
+fn fill(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 { xs[n / 2] } else { 0.5 * (xs[n / 2 - 1] + xs[n / 2]) }
+}
+
+/// Seconds per call of `f`, averaged over `iters` calls.
+fn sample(iters: usize, f: &mut dyn FnMut()) -> f64 {
+    let t = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    t.elapsed().as_secs_f64() / iters as f64
+}
+
+/// `dst (m × n, row-major) ← op(A)·op(B)` by the `gemm` crate; `(rs, cs)` strides.
+#[allow(clippy::too_many_arguments)]
+fn faer_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    a: &[f32],
+    (ars, acs): (usize, usize),
+    b: &[f32],
+    (brs, bcs): (usize, usize),
+    par: gemm::Parallelism,
+) {
+    assert!(dst.len() >= m * n);
+    assert!(m == 0 || k == 0 || a.len() > (m - 1) * ars + (k - 1) * acs);
+    assert!(k == 0 || n == 0 || b.len() > (k - 1) * brs + (n - 1) * bcs);
+    // SAFETY: the assertions above keep every element the strides reach inside the
+    // slices; `dst` is a distinct, exclusively borrowed buffer.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            acs as isize,
+            ars as isize,
+            b.as_ptr(),
+            bcs as isize,
+            brs as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+fn bench_case(case: &Case, threads: usize, opts: &Options) {
+    let g = &case.g;
+    let (k, cols_n, o) = (g.col_rows(), g.col_cols(), g.out_c);
+    let input = fill(g.input_len(), 1);
+    let weight = fill(g.weight_len(), 2);
+    let bias = fill(o, 3);
+    let grad_out = fill(g.output_len(), 4);
+    // The peer's dY in its `O × N·OH·OW` layout.
+    let s = g.out_h() * g.out_w();
+    let mut dy_t = vec![0.0f32; o * cols_n];
+    for (n, img) in grad_out.chunks_exact(o * s).enumerate() {
+        for (oc, row) in img.chunks_exact(s).enumerate() {
+            dy_t[oc * cols_n + n * s..][..s].copy_from_slice(row);
+        }
+    }
+    let par = if threads > 1 { Parallelism::Rayon } else { Parallelism::None };
+    let faer_par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+
+    let mut out = vec![0.0f32; g.output_len()];
+    let mut gi = vec![0.0f32; g.input_len()];
+    let mut gw = vec![0.0f32; g.weight_len()];
+    let mut gb = vec![0.0f32; o];
+    let mut cols = vec![0.0f32; k * cols_n];
+    let mut peer_out = vec![0.0f32; o * cols_n];
+    let mut peer_gw = vec![0.0f32; o * k];
+    let mut peer_gi = vec![0.0f32; g.input_len()];
+
+    // Runner 0: ours, automatic path; 1: ours on im2col + our GEMM; 2: the peer.
+    let mut run = |which: usize| {
+        if which == 2 {
+            im2col(g, &input, &mut cols).expect("im2col");
+            if case.backward {
+                // dW (O × K) = dY (O × N·S) · colsᵀ.
+                faer_gemm(o, k, cols_n, &mut peer_gw, &dy_t, (cols_n, 1), &cols, (1, cols_n), faer_par);
+                if case.grad_input {
+                    // dcols (K × N·S) = Wᵀ · dY, then col2im.
+                    faer_gemm(k, cols_n, o, &mut cols, &weight, (1, k), &dy_t, (cols_n, 1), faer_par);
+                    peer_gi.fill(0.0);
+                    col2im(g, &cols, &mut peer_gi).expect("col2im");
+                }
+            } else {
+                faer_gemm(o, cols_n, k, &mut peer_out, &weight, (k, 1), &cols, (cols_n, 1), faer_par);
+            }
+            black_box((&peer_out, &peer_gw, &peer_gi));
+            return;
+        }
+        let path = if which == 0 { ConvPath::Auto } else { ConvPath::Lowered };
+        if case.backward {
+            let gi_arg = case.grad_input.then_some(&mut gi[..]);
+            conv2d_backward_with(path, g, &input, &weight, &grad_out, gi_arg, &mut gw, Some(&mut gb), par)
+                .expect("conv backward");
+        } else {
+            conv2d_forward_with(path, g, &input, &weight, Some(&bias), true, &mut out, par)
+                .expect("conv forward");
+        }
+        black_box((&out, &gi, &gw));
+    };
+
+    let macs = g.macs() as f64;
+    let passes = if !case.backward {
+        1.0
+    } else if case.grad_input {
+        2.0
+    } else {
+        1.0
+    };
+    let flops = 2.0 * macs * passes;
+    let target = Duration::from_millis(if opts.quick { 15 } else { 40 }).as_secs_f64();
+    let rounds = if opts.quick { 5 } else { 15 };
+    // Enough calls per sample that one sample takes about `target`.
+    // Calibrated on the second call (the first one pays for page faults).
+    let iters: Vec<usize> = (0..3)
+        .map(|w| {
+            run(w);
+            ((target / sample(1, &mut || run(w)).max(1e-9)) as usize).clamp(1, 100_000)
+        })
+        .collect();
+    let mut times = vec![Vec::new(); 3];
+    // Interleaved (auto, lowered, peer, auto, …) so that noise from other processes on
+    // this shared machine hits all three alike.
+    let names = ["auto", "lowered", "gemm"];
+    for _ in 0..rounds {
+        for (w, t) in times.iter_mut().enumerate() {
+            if opts.only.as_ref().is_some_and(|o| o != names[w]) {
+                t.push(f64::INFINITY);
+                continue;
+            }
+            t.push(sample(iters[w], &mut || run(w)));
+        }
+    }
+    let gflops: Vec<f64> = times.into_iter().map(|t| flops / median(t) / 1e9).collect();
+    if opts.json {
+        println!(
+            "{{\"case\":\"{}\",\"threads\":{threads},\"gflops\":{:.1},\"lowered\":{:.1},\"peers\":{{\"gemm\":{:.1}}}}}",
+            case.name, gflops[0], gflops[1], gflops[2]
+        );
+    } else {
+        println!(
+            "{:<10} {:>3}  {:>8.1} {:>8.1} {:>8.1}",
+            case.name, threads, gflops[0], gflops[1], gflops[2]
+        );
+    }
+}
