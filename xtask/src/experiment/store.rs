@@ -79,8 +79,8 @@ pub struct Metrics {
 pub struct SearchRound {
     /// Hidden widths of the round's model.
     pub hidden: Vec<usize>,
-    /// Its test accuracy after training.
-    pub test_accuracy: f64,
+    /// Its validation accuracy after training (the search never looks at the test set).
+    pub validation_accuracy: f64,
     /// Its MACs per image.
     pub macs: usize,
 }

@@ -176,17 +176,22 @@ pub fn run_sweep(
                     finished_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                 };
                 store.append(&record)?;
-                bar.println(format!(
-                    "run {} {} hidden {:?} seed {}: accuracy {:.2}% → {:.2}% (widths {:?}), {:.1} s",
-                    record.id,
-                    config.model,
-                    config.hidden,
-                    config.seed,
-                    100.0 * record.metrics.trained_accuracy,
-                    100.0 * record.metrics.test_accuracy,
-                    record.metrics.hidden_after,
-                    record.timings.total_seconds
-                ));
+                // `suspend` rather than `println`: a hidden bar (no terminal) swallows `println`.
+                bar.suspend(|| {
+                    eprintln!(
+                        "run {} {} {}/{}/{} seed {}: accuracy {:.2}% → {:.2}% (widths {:?}), {:.1} s",
+                        record.id,
+                        config.model,
+                        config.criterion,
+                        config.schedule,
+                        config.strategy,
+                        config.seed,
+                        100.0 * record.metrics.trained_accuracy,
+                        100.0 * record.metrics.test_accuracy,
+                        record.metrics.hidden_after,
+                        record.timings.total_seconds
+                    )
+                });
                 records.push(record);
                 bar.inc(1);
             }

@@ -34,7 +34,7 @@ pub fn widths(quick: bool) -> Vec<usize> {
 }
 
 fn expand(plan: &Plan) -> Vec<RunConfig> {
-    let (epochs, train_images, validation) = if plan.quick { (1, 6000, 1000) } else { (10, 0, 5000) };
+    let (epochs, train_images, validation) = if plan.quick { (2, 10_000, 1000) } else { (10, 0, 5000) };
     let mut runs = Vec::new();
     for w in widths(plan.quick) {
         for &seed in &plan.seed_list() {

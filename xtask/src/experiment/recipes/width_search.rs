@@ -80,7 +80,7 @@ fn section(settings: &[Setting]) -> String {
     let rounds: Vec<_> =
         settings.iter().flat_map(|s| s.runs.iter()).filter(|r| !r.metrics.search_rounds.is_empty()).collect();
     if !rounds.is_empty() {
-        md.push_str("\n### Search rounds\n\n| seed | round | widths | MACs | test accuracy |\n|---|---|---|---|---|\n");
+        md.push_str("\n### Search rounds\n\n| seed | round | widths | MACs | validation accuracy |\n|---|---|---|---|---|\n");
         for r in rounds {
             for (i, round) in r.metrics.search_rounds.iter().enumerate() {
                 let w: Vec<String> = round.hidden.iter().map(|w| w.to_string()).collect();
@@ -91,7 +91,7 @@ fn section(settings: &[Setting]) -> String {
                     i,
                     w.join("-"),
                     round.macs,
-                    100.0 * round.test_accuracy
+                    100.0 * round.validation_accuracy
                 );
             }
         }
