@@ -9,8 +9,10 @@
 //! The peer is favoured: its forward output stays `O × N·OH·OW` (not scattered back to
 //! NCHW) and its `dY` is handed to it already in that layout.
 //!
-//! Usage: `cargo bench -p kernels --bench conv -- [--json] [--quick] [--case NAME]...
-//! [--threads N]... [--only auto|lowered|gemm]`. `--json` prints one object per line:
+//! Usage: `cargo bench -p kernels --bench conv -- [--json] [--quick] [--cpu-time]
+//! [--case NAME]... [--threads N]... [--only auto|lowered|gemm]` (or `cargo xtask bench
+//! conv`). `--cpu-time` times one-thread runs by the thread's CPU time rather than wall
+//! time, steadier on a busy machine. `--json` prints one object per line:
 //! `{"case":"conv1_fwd","threads":1,"gflops":…,"lowered":…,"peers":{"gemm":…}}`.
 
 use std::hint::black_box;
@@ -47,15 +49,25 @@ struct Options {
     threads: Vec<usize>,
     /// Time only this runner (`auto`, `lowered` or `gemm`), for profiling.
     only: Option<String>,
+    /// Time one-thread runs by the thread's CPU time (steadier on a busy machine).
+    cpu_time: bool,
 }
 
 fn parse_args() -> Options {
-    let mut opts = Options { json: false, quick: false, cases: Vec::new(), threads: Vec::new(), only: None };
+    let mut opts = Options {
+        json: false,
+        quick: false,
+        cases: Vec::new(),
+        threads: Vec::new(),
+        only: None,
+        cpu_time: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => opts.json = true,
             "--quick" => opts.quick = true,
+            "--cpu-time" => opts.cpu_time = true,
             "--case" => opts.cases.push(args.next().expect("--case needs a name")),
             "--only" => opts.only = Some(args.next().expect("--only needs auto, lowered or gemm")),
             "--threads" => {
@@ -63,7 +75,9 @@ fn parse_args() -> Options {
             }
             // `cargo bench` passes `--bench` to harness-less benches.
             "--bench" => {}
-            other => panic!("unknown argument {other:?}; use --json, --quick, --case NAME, --threads N"),
+            other => panic!(
+                "unknown argument {other:?}; use --json, --quick, --cpu-time, --case NAME, --threads N, --only RUNNER"
+            ),
         }
     }
     if opts.threads.is_empty() {
@@ -110,13 +124,42 @@ fn median(mut xs: Vec<f64>) -> f64 {
     if n % 2 == 1 { xs[n / 2] } else { 0.5 * (xs[n / 2 - 1] + xs[n / 2]) }
 }
 
-/// Seconds per call of `f`, averaged over `iters` calls.
-fn sample(iters: usize, f: &mut dyn FnMut()) -> f64 {
-    let t = Instant::now();
+#[repr(C)]
+struct Timespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+unsafe extern "C" {
+    /// POSIX `clock_gettime` from the C library std already links.
+    fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+}
+
+/// Linux's `CLOCK_THREAD_CPUTIME_ID`.
+const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+
+/// Seconds this thread has spent on a CPU: unlike wall time, it does not count the
+/// time other processes held the core.
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec and the clock id is a Linux constant.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Seconds per call of `f`, averaged over `iters` calls: wall time, or this thread's
+/// CPU time with `cpu_time` (meaningful only when everything runs on this thread).
+fn sample(iters: usize, f: &mut dyn FnMut(), cpu_time: bool) -> f64 {
+    let (t, cpu0) = (Instant::now(), if cpu_time { thread_cpu_seconds() } else { 0.0 });
     for _ in 0..iters {
         f();
     }
-    t.elapsed().as_secs_f64() / iters as f64
+    if cpu_time {
+        (thread_cpu_seconds() - cpu0) / iters as f64
+    } else {
+        t.elapsed().as_secs_f64() / iters as f64
+    }
 }
 
 /// `dst (m × n, row-major) ← op(A)·op(B)` by the `gemm` crate; `(rs, cs)` strides.
@@ -189,6 +232,29 @@ fn bench_case(case: &Case, threads: usize, opts: &Options) {
     let mut peer_gw = vec![0.0f32; o * k];
     let mut peer_gi = vec![0.0f32; g.input_len()];
 
+    // The two paths of ours agree, so that a broken kernel cannot post a fast time (the
+    // tests check both against the naive reference).
+    let results: Vec<Vec<f32>> = [ConvPath::Auto, ConvPath::Lowered]
+        .into_iter()
+        .map(|path| {
+            if case.backward {
+                let mut gw = vec![0.0f32; g.weight_len()];
+                conv2d_backward_with(path, g, &input, &weight, &grad_out, None, &mut gw, None, par)
+                    .expect("conv backward");
+                gw
+            } else {
+                let mut out = vec![0.0f32; g.output_len()];
+                conv2d_forward_with(path, g, &input, &weight, Some(&bias), true, &mut out, par)
+                    .expect("conv forward");
+                out
+            }
+        })
+        .collect();
+    let scale = results[1].iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    for (a, b) in results[0].iter().zip(&results[1]) {
+        assert!((a - b).abs() <= 1e-4 * scale, "{}: auto and lowered paths differ", case.name);
+    }
+
     // Runner 0: ours, automatic path; 1: ours on im2col + our GEMM; 2: the peer.
     let mut run = |which: usize| {
         if which == 2 {
@@ -220,6 +286,8 @@ fn bench_case(case: &Case, threads: usize, opts: &Options) {
         black_box((&out, &gi, &gw));
     };
 
+    // CPU time of the calling thread measures a one-thread run only.
+    let cpu_time = opts.cpu_time && threads == 1;
     let macs = g.macs() as f64;
     let passes = if !case.backward {
         1.0
@@ -236,7 +304,7 @@ fn bench_case(case: &Case, threads: usize, opts: &Options) {
     let iters: Vec<usize> = (0..3)
         .map(|w| {
             run(w);
-            ((target / sample(1, &mut || run(w)).max(1e-9)) as usize).clamp(1, 100_000)
+            ((target / sample(1, &mut || run(w), cpu_time).max(1e-9)) as usize).clamp(1, 100_000)
         })
         .collect();
     let mut times = vec![Vec::new(); 3];
@@ -249,7 +317,7 @@ fn bench_case(case: &Case, threads: usize, opts: &Options) {
                 t.push(f64::INFINITY);
                 continue;
             }
-            t.push(sample(iters[w], &mut || run(w)));
+            t.push(sample(iters[w], &mut || run(w), cpu_time));
         }
     }
     let gflops: Vec<f64> = times.into_iter().map(|t| flops / median(t) / 1e9).collect();
