@@ -11,6 +11,8 @@ mod bench;
 mod experiment;
 mod eval;
 mod fetch_mnist;
+mod inspect;
+mod prune;
 mod test;
 mod tidy;
 mod train;
@@ -31,6 +33,10 @@ enum Command {
     /// Fetch MNIST if missing, then run the whole test suite (including the tests that
     /// need the real data) and the portable-SIMD kernel tests.
     Test(test::Args),
+    /// Prune a trained model by a criterion and schedule, retrain, and report before/after.
+    Prune(prune::Args),
+    /// Per hidden layer of a model: neurons, dead, always-on, firing rate, decision entropy.
+    Inspect(inspect::Args),
     /// Run a benchmark in release mode: `gemm` (GFLOP/s beside the `gemm` and
     /// `matrixmultiply` crates, 1 and 2 threads; `--json` for one object per line).
     Bench(bench::Args),
@@ -47,6 +53,8 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::FetchMnist(args) => fetch_mnist::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Prune(args) => prune::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Experiment(args) => experiment::run(&args),
         Command::Train(args) => train::run(&args),
