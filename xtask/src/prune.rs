@@ -61,6 +61,9 @@ pub struct Args {
     /// Learning rate of retraining.
     #[arg(long, default_value_t = 0.01)]
     pub lr: f32,
+    /// SGD momentum of retraining.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
     /// Batch size of retraining.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -140,6 +143,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if !(args.lr.is_finite() && args.lr > 0.0) {
         bail!("--lr {}: expected a positive learning rate", args.lr);
     }
+    if !(args.momentum.is_finite() && (0.0..1.0).contains(&args.momentum)) {
+        bail!("--momentum {}: expected a momentum in [0, 1)", args.momentum);
+    }
     let criterion = prune::criteria::by_name(&args.criterion, args.seed)
         .map_err(|e| anyhow::anyhow!("--criterion {}: {e}", args.criterion))?;
     let (model, meta) =
@@ -160,6 +166,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         epochs: args.epochs,
         batch: args.batch,
         lr: args.lr,
+        momentum: args.momentum,
         seed: args.seed,
         progress: !args.json,
         ..TrainConfig::default()
