@@ -22,6 +22,29 @@ pub enum What {
     /// GFLOP/s of `kernels::gemm` beside the `gemm` and `matrixmultiply` crates, for 1
     /// and 2 threads, over the square, MLP and LeNet-as-im2col shapes.
     Gemm(GemmArgs),
+    /// GFLOP/s of LeNet's convolutions (conv1, conv2 at batch 64, forward and backward)
+    /// on `kernels::conv`'s automatic and im2col paths beside im2col + the `gemm` crate.
+    Conv(ConvArgs),
+}
+
+/// Options of `cargo xtask bench conv`.
+#[derive(clap::Args)]
+pub struct ConvArgs {
+    /// Print one JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Fewer and shorter samples (a quick look, noisier).
+    #[arg(long)]
+    pub quick: bool,
+    /// Time one-thread runs by the thread's CPU time instead of wall time.
+    #[arg(long)]
+    pub cpu_time: bool,
+    /// Only these cases (`conv1_fwd`, `conv1_bwd`, `conv2_fwd`, `conv2_bwd`); repeatable.
+    #[arg(long)]
+    pub case: Vec<String>,
+    /// Only these thread counts (default 1 and 2); repeatable.
+    #[arg(long)]
+    pub threads: Vec<usize>,
 }
 
 /// Options of `cargo xtask bench gemm`.
@@ -62,6 +85,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 forward.extend(["--threads".to_string(), t.to_string()]);
             }
             cargo_bench("kernels", "gemm", &forward)
+        }
+        What::Conv(c) => {
+            let mut forward = Vec::new();
+            for (flag, on) in [("--json", c.json), ("--quick", c.quick), ("--cpu-time", c.cpu_time)] {
+                if on {
+                    forward.push(flag.to_string());
+                }
+            }
+            for name in &c.case {
+                forward.extend(["--case".to_string(), name.clone()]);
+            }
+            for t in &c.threads {
+                forward.extend(["--threads".to_string(), t.to_string()]);
+            }
+            cargo_bench("kernels", "conv", &forward)
         }
     }
 }
