@@ -212,6 +212,22 @@ fn primes_257_and_shapes_across_the_cache_blocks() {
 }
 
 #[test]
+fn skinny_shapes_of_the_lowered_convolutions() {
+    // One side far shorter than a tile and the other long: the orientation flips away
+    // from the contiguous side of C, and A is read in place when n fits one micro-panel.
+    let shapes = [(6272, 6, 25), (6, 6272, 25), (800, 16, 150), (16, 800, 150), (100, 8, 9), (100, 9, 9)];
+    for (m, n, k) in shapes {
+        for (ta, tb) in TRANS {
+            for lc in [ROW, COL] {
+                check(&Case::new(m, n, k).trans(ta, tb).layouts(ROW, ROW, lc));
+            }
+        }
+        check(&Case::new(m, n, k).trans(true, false).scalars(0.5, 2.0).epi(Epi::All));
+        check(&Case::new(m, n, k).layouts(COL, ROW, COL).epi(Epi::BiasRow));
+    }
+}
+
+#[test]
 fn k_equal_one() {
     for (m, n) in [(1, 1), (5, 300), (300, 5), (64, 64), (129, 77)] {
         for (ta, tb) in TRANS {

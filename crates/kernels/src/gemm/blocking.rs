@@ -9,22 +9,30 @@
 //! C whose `MR` rows are `MR / LANES` SIMD vectors and whose `NR` columns are
 //! broadcasts of packed B:
 //!
-//! * `MR × NR` (registers): with 32 zmm registers, 32 × 12 keeps 2 · 12 = 24
-//!   accumulators, 2 vectors of A and 1 broadcast of B live (27 registers) and does 24
-//!   FMAs per 14 loads, inside the two-FMA, two-or-three-load budget of a cycle. This
-//!   is the shape BLIS uses on Skylake-X. AVX2 (16 ymm) uses 16 × 6 (12 + 2 + 1 = 15
-//!   registers) and the portable path 8 × 6 on 16 xmm registers.
+//! * `MR × NR` (registers): with 32 zmm registers, 48 × 8 keeps 3 · 8 = 24
+//!   accumulators, 3 vectors of A and 1 broadcast of B live (28 registers) and does 24
+//!   FMAs per 11 loads, inside the two-FMA, two-or-three-load budget of a cycle. BLIS
+//!   uses 32 × 12 on Skylake-X (24 FMAs per 14 loads); 48 × 8 measured ~5–10% faster
+//!   here and fits this project's shapes better: n = 64 (MLP batch) and n = 16 (conv2)
+//!   are whole multiples of 8, where 12 wastes 11% and 33% of a tile. AVX2 (16 ymm) uses
+//!   16 × 6 (12 + 2 + 1 = 15 registers) and the portable path 8 × 6 on 16 xmm registers.
 //! * `KC` cuts LOOP 4 (the `k` dimension) and sizes the B micro-panel `KC × NR` that
-//!   stays in L1 while LOOP 1 streams A micro-panels past it: 512 · 12 · 4 B = 24 KiB,
-//!   6 of the 12 ways of L1d, leaving 6 ways for the A micro-panel stream and the C
-//!   tile. (BLIS takes 384 for a 32 KiB 8-way L1; scaled to 48 KiB that is 576.)
+//!   stays in L1 while LOOP 1 streams A micro-panels past it: 512 · 8 · 4 B = 16 KiB,
+//!   4 of the 12 ways of L1d, leaving 8 ways for the A micro-panel stream (192 B per
+//!   step) and the C tile. (BLIS takes 384 for a 32 KiB 8-way L1; scaled to 48 KiB that
+//!   is 576.) `k` is cut into equal blocks of at most `KC` (see [`Blocking::kc_for`]).
 //! * `MC` cuts LOOP 3 (the `m` dimension) and sizes the packed block A~ `MC × KC`,
-//!   which stays in L2 across LOOP 2: 512 · 512 · 4 B = 1 MiB, half of L2 (8 of 16
-//!   ways), so that the B micro-panels and C lines streaming through do not evict it.
+//!   which stays in L2 across LOOP 2: 480 · 512 · 4 B = 960 KiB, under half of L2 (8 of
+//!   16 ways), so that the B micro-panels and C lines streaming through do not evict it.
 //! * `NC` cuts LOOP 5 (the `n` dimension) and sizes the packed block B~ `KC × NC`,
-//!   which lives in L3: 512 · 4092 · 4 B = 8 MiB, a small part of the 480 MiB L3 but
+//!   which lives in L3: 512 · 4096 · 4 B = 8 MiB, a small part of the 480 MiB L3 but
 //!   enough that no shape of this project needs more than one pass of LOOP 5 per
-//!   512 columns of k.
+//!   k-block, so A~ is packed once per k-block.
+//!
+//! Sweeping `KC` ∈ {192, 256, 384, 512} × `MC` ∈ {128, 240, 256, 480, 512} on the
+//! squares and the MLP shapes (`cargo xtask bench gemm --cpu-time`, with
+//! `ACTPRUNE_GEMM_KC`/`_MC`) moved results by less than the run-to-run noise (±8%), so
+//! the cache-derived values stand.
 //!
 //! `KC`, `MC` and `NC` can be overridden for tuning, without a rebuild, through the
 //! environment variables `ACTPRUNE_GEMM_KC`, `ACTPRUNE_GEMM_MC` and `ACTPRUNE_GEMM_NC`
@@ -36,12 +44,12 @@ use std::sync::OnceLock;
 
 use super::microkernel::{MR, NR};
 
-/// Default depth of a k-block (LOOP 4): the B micro-panel `KC × NR` fills half of L1d.
+/// Default depth of a k-block (LOOP 4): the B micro-panel `KC × NR` fills a third of L1d.
 pub const KC: usize = 512;
-/// Default height of a packed A block (LOOP 3): A~ `MC × KC` fills half of L2.
-pub const MC: usize = 512;
+/// Default height of a packed A block (LOOP 3): A~ `MC × KC` fills under half of L2.
+pub const MC: usize = 480;
 /// Default width of a packed B block (LOOP 5): B~ `KC × NC` is 8 MiB, in L3.
-pub const NC: usize = 4092;
+pub const NC: usize = 4096;
 
 /// The cache blocks in effect for this process (defaults or environment overrides).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

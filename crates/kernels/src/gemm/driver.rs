@@ -208,8 +208,14 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
             // LOOP 3: split m into mc parts; pack A (A~ is mc × kc, in L2).
             for ic in (0..m).step_by(blocking.mc) {
                 let mc = blocking.mc.min(m - ic);
-                // SAFETY: the block is inside A; a_pack holds mc_max · kc_max ≥ ⌈mc/MR⌉·MR · kc floats.
-                unsafe { pack_a(p.a.block(ic, pc, mc, kc), a_pack) };
+                // A is read in place when its columns are contiguous and this block of A
+                // meets a single B micro-panel: packing would copy it only to read it once
+                // (n = 6 of a LeNet conv1 GEMM). Only a partial last micro-panel is packed.
+                let direct_a = p.a.rs == 1 && nc <= NR;
+                if !direct_a {
+                    // SAFETY: the block is inside A; a_pack holds mc_max · kc_max ≥ ⌈mc/MR⌉·MR · kc floats.
+                    unsafe { pack_a(p.a.block(ic, pc, mc, kc), a_pack) };
+                }
                 // LOOP 2: split nc into NR-wide micro-panels of B~ (each stays in L1).
                 for jr in (0..nc).step_by(NR) {
                     let (j, cols) = (jc + jr, NR.min(nc - jr));
@@ -217,7 +223,9 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
                     for ir in (0..mc).step_by(MR) {
                         let (i, rows) = (ic + ir, MR.min(mc - ir));
                         // SAFETY: (i, j) is inside C and the tile's rows × cols too; the
-                        // micro-panels start at ir·kc and jr·kc of the packed blocks.
+                        // micro-panels start at ir·kc and jr·kc of the packed blocks, or
+                        // at (i, pc) of A read in place (rs == 1, rows == MR: the MR values
+                        // of each of the kc steps are inside A).
                         unsafe {
                             let out = TileOut {
                                 c: p.c.ptr.add(i * p.c.rs + j * p.c.cs),
@@ -238,7 +246,15 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
                                 mask_rs: p.tail.mask.map_or(0, |mk| mk.rs),
                                 mask_cs: p.tail.mask.map_or(0, |mk| mk.cs),
                             };
-                            tile(kc, a_pack.add(ir * kc), b_pack.add(jr * kc), &out);
+                            let (a_panel, a_step) = if !direct_a {
+                                (a_pack.add(ir * kc).cast_const(), MR)
+                            } else if rows == MR {
+                                (p.a.ptr.add(i + pc * p.a.cs), p.a.cs)
+                            } else {
+                                pack_a(p.a.block(i, pc, rows, kc), a_pack);
+                                (a_pack.cast_const(), MR)
+                            };
+                            tile(kc, a_panel, a_step, b_pack.add(jr * kc), NR, &out);
                         }
                     }
                 }

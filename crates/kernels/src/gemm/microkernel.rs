@@ -13,9 +13,9 @@ mod arch {
     /// One SIMD register of `f32`.
     pub type V = wide::f32x16;
     /// Vectors per tile column.
-    pub const MV: usize = 2;
+    pub const MV: usize = 3;
     /// Tile columns (broadcasts of B).
-    pub const NR: usize = 12;
+    pub const NR: usize = 8;
 }
 
 #[cfg(all(
@@ -83,38 +83,41 @@ pub struct TileOut {
     pub mask_cs: usize,
 }
 
-/// Computes one `MR × NR` tile from packed micro-panels and writes it out.
+/// Computes one `MR × NR` tile from two micro-panels and writes it out.
 ///
-/// `a` is an A micro-panel, `kc` steps of `MR` contiguous values (zero-padded past the
-/// valid rows); `b` a B micro-panel, `kc` steps of `NR` values. The sum over `k` runs
-/// in order `0, 1, …, kc − 1` for every element, whatever the tile's position.
+/// Element `(i, p)` of the A micro-panel is at `a + p·a_step + i` (`MR` contiguous
+/// values per step of `k`: a packed panel has `a_step = MR`, a column-major A read in
+/// place has `a_step` = its column stride); element `(p, j)` of the B micro-panel is at
+/// `b + p·b_step + j`. The sum over `k` runs in order `0, 1, …, kc − 1` for every
+/// element, whatever the tile's position.
 ///
 /// # Safety
-/// `a` must be valid for `kc · MR` reads and `b` for `kc · NR` reads; `out` must describe
-/// a tile whose `rows × cols` elements (and the same elements of the mask and biases,
-/// when given) are valid, and C must not be accessed by anyone else meanwhile.
+/// `a + p·a_step + i` must be readable for `p < kc`, `i < MR`, and `b + p·b_step + j`
+/// for `p < kc`, `j < NR`; `out` must describe a tile whose `rows × cols` elements
+/// (and the same elements of the mask and biases, when given) are valid, and C must not
+/// be accessed by anyone else meanwhile.
 #[inline(never)]
-pub unsafe fn tile(kc: usize, a: *const f32, b: *const f32, out: &TileOut) {
+pub unsafe fn tile(kc: usize, a: *const f32, a_step: usize, b: *const f32, b_step: usize, out: &TileOut) {
     let mut acc = [[V::ZERO; MV]; NR];
-    for p in 0..kc {
-        // SAFETY: p < kc, so the MR values at a + p·MR and the NR values at b + p·NR lie
-        // inside the micro-panels the caller vouched for.
-        unsafe {
-            let ap = a.add(p * MR);
-            let av: [V; MV] = core::array::from_fn(|v| ap.add(v * LANES).cast::<V>().read_unaligned());
-            let bp = b.add(p * NR);
-            for (j, accj) in acc.iter_mut().enumerate() {
-                let bj = V::splat(*bp.add(j));
-                for v in 0..MV {
-                    accj[v] = av[v].mul_add(bj, accj[v]);
-                }
-            }
+    // Four steps per trip: fewer loop branches and address updates among the FMAs.
+    let mut p = 0;
+    while p + 4 <= kc {
+        for q in 0..4 {
+            // SAFETY: p + q < kc: inside the micro-panels the caller vouched for.
+            unsafe { step(&mut acc, a.add((p + q) * a_step), b.add((p + q) * b_step)) };
         }
+        p += 4;
     }
-    let full = out.rows == MR && out.cols == NR;
-    if full && out.c_rs == 1 && (out.mask.is_null() || out.mask_rs == 1) {
-        // SAFETY: the tile is full and its columns are contiguous, so each vector
-        // access stays inside the rows × cols elements the caller vouched for.
+    while p < kc {
+        // SAFETY: p < kc, as above.
+        unsafe { step(&mut acc, a.add(p * a_step), b.add(p * b_step)) };
+        p += 1;
+    }
+    // Full-height tiles with contiguous columns are written a vector at a time (also
+    // when only some of their columns are valid, as on the right edge or when n < NR).
+    if out.rows == MR && out.c_rs == 1 && (out.mask.is_null() || out.mask_rs == 1) {
+        // SAFETY: all MR rows are valid and the columns contiguous, so each vector access
+        // of the `cols` valid columns stays inside the tile the caller vouched for.
         unsafe { store_vectors(&acc, out) };
     } else {
         // SAFETY: store_scalar touches only the valid rows × cols elements.
@@ -122,18 +125,36 @@ pub unsafe fn tile(kc: usize, a: *const f32, b: *const f32, out: &TileOut) {
     }
 }
 
-/// Write-out of a full tile with contiguous columns, a vector at a time.
+/// One step of `k`: `acc[j] += a[0..MR] · b[j]` for every column `j`.
 ///
 /// # Safety
-/// As [`tile`], with `out.rows == MR`, `out.cols == NR`, `out.c_rs == 1`, and a mask
-/// (if any) with row stride 1.
+/// `a` must be readable for `MR` values and `b` for `NR`.
+#[inline(always)]
+unsafe fn step(acc: &mut [[V; MV]; NR], a: *const f32, b: *const f32) {
+    // SAFETY: the caller vouches for MR values at `a` and NR values at `b`.
+    unsafe {
+        let av: [V; MV] = core::array::from_fn(|v| a.add(v * LANES).cast::<V>().read_unaligned());
+        for (j, accj) in acc.iter_mut().enumerate() {
+            let bj = V::splat(*b.add(j));
+            for v in 0..MV {
+                accj[v] = av[v].mul_add(bj, accj[v]);
+            }
+        }
+    }
+}
+
+/// Write-out of a full-height tile with contiguous columns, a vector at a time.
+///
+/// # Safety
+/// As [`tile`], with `out.rows == MR`, `out.c_rs == 1`, and a mask (if any) with row
+/// stride 1.
 #[inline(always)]
 unsafe fn store_vectors(acc: &[[V; MV]; NR], out: &TileOut) {
     let alpha = V::splat(out.alpha);
     let beta = V::splat(out.beta);
-    for (j, accj) in acc.iter().enumerate() {
+    for (j, accj) in acc.iter().enumerate().take(out.cols) {
         for (v, &x) in accj.iter().enumerate() {
-            // SAFETY: row v·LANES .. (v+1)·LANES of column j lies inside the full tile,
+            // SAFETY: row v·LANES .. (v+1)·LANES of column j < cols lies inside the tile,
             // whose columns are contiguous (c_rs == 1); the same holds for the mask
             // (mask_rs == 1) and the row bias (MR values).
             unsafe {

@@ -344,8 +344,13 @@ pub fn gemm(
     // The microkernel's vectors run down the columns of C. When the rows of C are the
     // contiguous direction (row-major C, the usual case), compute Cᵀ = Bᵀ·Aᵀ instead:
     // the same memory with strides swapped, and the row and column roles of the
-    // epilogue swapped with them.
-    let transpose = c.rows == 1 || (c.cols > 1 && c.row_stride != 1 && c.col_stride < c.row_stride);
+    // epilogue swapped with them. Exception: when that direction is much shorter than a
+    // tile and the other is long (C of 50176 × 6), full tiles written element by element
+    // beat tiles that are mostly padding.
+    let rows_contiguous = c.cols > 1 && c.row_stride != 1 && c.col_stride < c.row_stride;
+    let natural = c.rows == 1 || rows_contiguous;
+    let (vector_side, other_side) = if natural { (c.cols, c.rows) } else { (c.rows, c.cols) };
+    let transpose = if vector_side < MR / 2 && other_side >= MR { !natural } else { natural };
     let problem = if transpose {
         driver::Problem {
             alpha,

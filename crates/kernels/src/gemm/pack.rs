@@ -15,7 +15,7 @@ use super::microkernel::{MR, NR};
 use super::view::RawRef;
 
 /// Steps of `k` transposed at a time by the strided packers: `CHUNK · MR · 4` bytes of
-/// the panel (2 KiB for MR = 32) and `MR` source lines stay in L1 meanwhile.
+/// the panel (3 KiB for MR = 48) and `MR` source lines stay in L1 meanwhile.
 const CHUNK: usize = 16;
 
 /// Packs `a` (`rows × kc`, kernel orientation) into `dst` as `⌈rows / MR⌉` micro-panels.
