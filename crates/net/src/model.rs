@@ -77,9 +77,8 @@ impl Workspace {
             for (i, s) in model.shapes.iter().enumerate() {
                 self.dacts[i].resize(batch * s[0] * s[1] * s[2], 0.0);
                 let (w, b) = model.layers[i].params().map_or((0, 0), |(w, b)| (w.len(), b.len()));
-                self.grads[i].0.clear();
+                // Every backward pass overwrites the gradients: no zeroing here.
                 self.grads[i].0.resize(w, 0.0);
-                self.grads[i].1.clear();
                 self.grads[i].1.resize(b, 0.0);
             }
         }

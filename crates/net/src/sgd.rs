@@ -124,25 +124,49 @@ impl Sgd {
                     reason: "gradient or velocity length differs from the parameters".into(),
                 });
             }
-            for ((p, &g), v) in w
-                .iter_mut()
-                .chain(b.iter_mut())
-                .zip(gw.iter().chain(gb))
-                .zip(vw.iter_mut().chain(vb.iter_mut()))
-            {
-                let g = if wd != 0.0 { g + wd * *p } else { g };
-                let d = if mu != 0.0 {
-                    let (d, nv) = momentum_step(g, *v, mu, nesterov, first);
-                    *v = nv;
-                    d
-                } else {
-                    g
-                };
-                *p -= lr * d;
-            }
+            update(w, gw, vw, lr, mu, wd, nesterov, first);
+            update(b, gb, vb, lr, mu, wd, nesterov, first);
         }
         self.steps += 1;
         Ok(())
+    }
+}
+
+/// Elements per parallel task of the update: large enough that a task's overhead is
+/// negligible, small enough that both threads get work on the larger layers.
+const CHUNK: usize = 1 << 14;
+
+/// `w ← w − lr·d` with `d` from [`momentum_step`], over one tensor, in parallel chunks
+/// (every element is independent, so the result does not depend on the thread count).
+/// The branches are hoisted out of the loops so that each loop vectorises.
+#[allow(clippy::too_many_arguments)]
+fn update(w: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, mu: f32, wd: f32, nesterov: bool, first: bool) {
+    use rayon::prelude::*;
+    let body = |(w, (g, v)): (&mut [f32], (&[f32], &mut [f32]))| {
+        if mu == 0.0 {
+            for (w, &g) in w.iter_mut().zip(g) {
+                let g = if wd != 0.0 { g + wd * *w } else { g };
+                *w -= lr * g;
+            }
+        } else if !nesterov && !first && wd == 0.0 {
+            // The common case: v ← μ·v + g, w ← w − lr·v.
+            for ((w, &g), v) in w.iter_mut().zip(g).zip(v.iter_mut()) {
+                *v = mu * *v + g;
+                *w -= lr * *v;
+            }
+        } else {
+            for ((w, &g), v) in w.iter_mut().zip(g).zip(v.iter_mut()) {
+                let g = if wd != 0.0 { g + wd * *w } else { g };
+                let (d, nv) = momentum_step(g, *v, mu, nesterov, first);
+                *v = nv;
+                *w -= lr * d;
+            }
+        }
+    };
+    if w.len() <= CHUNK {
+        body((w, (g, v)));
+    } else {
+        w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK).zip(v.par_chunks_mut(CHUNK))).for_each(body);
     }
 }
 

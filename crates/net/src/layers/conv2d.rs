@@ -86,8 +86,10 @@ pub(crate) fn forward(
 }
 
 /// Backward of out = conv(inp, weight) + bias, given dout (B × O × OH × OW):
-/// - dweight (O × C × K × K) += Σ_{b,y,x} dout[b, o, y, x] · inp[b, c, y·s + ky − p, x·s + kx − p]
-/// - dbias (O) += Σ_{b,y,x} dout[b, o, y, x]
+/// - dweight (O × C × K × K) = Σ_{b,y,x} dout[b, o, y, x] · inp[b, c, y·s + ky − p, x·s + kx − p]
+/// - dbias (O) = Σ_{b,y,x} dout[b, o, y, x]
+///
+/// Both are overwritten (the kernel accumulates, so they are zeroed first).
 /// - dinp (B × C × H × W), overwritten when asked for: the adjoint of the convolution.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
@@ -101,6 +103,8 @@ pub(crate) fn backward(
     in_hw: (usize, usize),
 ) -> Result<(), KernelError> {
     let g = layer.geometry(batch, in_hw.0, in_hw.1);
+    dweight.fill(0.0);
+    dbias.fill(0.0);
     kernels::conv::conv2d_backward(
         &g,
         inp,

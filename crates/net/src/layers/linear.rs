@@ -53,8 +53,8 @@ pub(crate) fn forward(
 }
 
 /// Backward of out = inp · Wᵀ + b, given dout (B × O):
-/// - dweight (O × I) += doutᵀ (O × B) · inp (B × I)
-/// - dbias (O) += Σ_b dout[b, :]
+/// - dweight (O × I) = doutᵀ (O × B) · inp (B × I), overwritten (β = 0: no zeroing pass)
+/// - dbias (O) = Σ_b dout[b, :], overwritten
 /// - dinp (B × I) = dout (B × O) · weight (O × I), overwritten, when asked for. When
 ///   `mask` (B × I, the output of a ReLU that fed this layer) is given, the ReLU's
 ///   backward is fused in: dinp[b, i] = 0 where mask[b, i] ≤ 0.
@@ -73,9 +73,10 @@ pub(crate) fn backward(
     let dy = MatRef::row_major(dout, batch, o)?;
     let x = MatRef::row_major(inp, batch, i)?;
     let mut dw = MatMut::row_major(dweight, o, i)?;
-    gemm(1.0, dy.t(), x, 1.0, &mut dw, &Epilogue::NONE, Parallelism::Rayon)?;
+    gemm(1.0, dy.t(), x, 0.0, &mut dw, &Epilogue::NONE, Parallelism::Rayon)?;
     // The bias gradient sums over the batch in a fixed order (row by row), so it is
     // the same for any thread count.
+    dbias.fill(0.0);
     for row in dout.chunks_exact(o) {
         for (g, &d) in dbias.iter_mut().zip(row) {
             *g += d;
