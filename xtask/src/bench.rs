@@ -86,6 +86,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             }
             cargo_bench("kernels", "gemm", &forward)
         }
+        What::Train(t) => {
+            let mut forward = Vec::new();
+            for (flag, on) in [("--json", t.json), ("--quick", t.quick)] {
+                if on {
+                    forward.push(flag.to_string());
+                }
+            }
+            for m in &t.model {
+                forward.extend(["--model".to_string(), m.clone()]);
+            }
+            for n in &t.threads {
+                forward.extend(["--threads".to_string(), n.to_string()]);
+            }
+            cargo_bench("net", "train", &forward)
+        }
         What::Conv(c) => {
             let mut forward = Vec::new();
             for (flag, on) in [("--json", c.json), ("--quick", c.quick), ("--cpu-time", c.cpu_time)] {

@@ -405,15 +405,7 @@ impl Model {
                 }
                 Layer::MaxPool2d(p) => {
                     let (inp, out) = io(&mut ws.acts, input, i);
-                    maxpool2d::forward(
-                        out,
-                        &mut ws.argmax[i],
-                        inp,
-                        p.kernel,
-                        batch * in_shape[0],
-                        in_shape[1],
-                        in_shape[2],
-                    );
+                    maxpool2d::forward(out, &mut ws.argmax[i], inp, p.kernel, in_shape[1], in_shape[2]);
                 }
                 Layer::Flatten => {
                     let (inp, out) = io(&mut ws.acts, input, i);
@@ -568,10 +560,9 @@ impl Model {
                         relu::backward(&mut dlo[i - 1], dout, &ws.acts[i]);
                     }
                 }
-                Layer::MaxPool2d(_) => {
+                Layer::MaxPool2d(p) => {
                     if need_dinp {
-                        let (hw, ohw) = (in_shape[1] * in_shape[2], self.shapes[i][1] * self.shapes[i][2]);
-                        let planes = batch * in_shape[0];
+                        let hw = (in_shape[1], in_shape[2]);
                         if fold_relu {
                             let mask = &ws.acts[i - 1];
                             maxpool2d::backward(
@@ -579,13 +570,12 @@ impl Model {
                                 dout,
                                 &ws.argmax[i],
                                 Some(mask),
-                                planes,
+                                p.kernel,
                                 hw,
-                                ohw,
                             );
                             i -= 1;
                         } else {
-                            maxpool2d::backward(&mut dlo[i - 1], dout, &ws.argmax[i], None, planes, hw, ohw);
+                            maxpool2d::backward(&mut dlo[i - 1], dout, &ws.argmax[i], None, p.kernel, hw);
                         }
                     }
                 }

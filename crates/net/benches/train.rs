@@ -1,0 +1,110 @@
+//! Training and inference benchmark on the real MNIST: seconds per training epoch
+//! (60,000 images, batch 64, SGD with momentum), training images/s, the inference time
+//! of the 10,000 test images at batch 1000, and the fraction of this machine's measured
+//! GEMM peak (a 1024³ `kernels::gemm` at the same thread count) that the epoch reaches.
+//!
+//! Usage: `cargo bench -p net --bench train -- [--json] [--quick] [--model lenet5|mlp]...
+//! [--threads N]...` (or `cargo xtask bench train`). The data folder is
+//! `ACTPRUNE_MNIST_DIR` or `data/mnist`. Figures are medians of repeated runs (the
+//! machine is shared: other processes add noise); `--quick` trains 200 batches per run
+//! and scales to an epoch.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use kernels::{Epilogue, MatMut, MatRef, Parallelism};
+use net::{Init, Model, TrainConfig, evaluate, train};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// GFLOP/s of a 1024³ GEMM in the current pool (median of 5).
+fn gemm_peak() -> f64 {
+    let n = 1024;
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
+    let b = a.clone();
+    let mut c = vec![0.0f32; n * n];
+    let mut samples = Vec::new();
+    for _ in 0..6 {
+        let t = Instant::now();
+        let (am, bm) = (MatRef::row_major(&a, n, n).unwrap(), MatRef::row_major(&b, n, n).unwrap());
+        let mut cm = MatMut::row_major(&mut c, n, n).unwrap();
+        kernels::gemm(1.0, am, bm, 0.0, &mut cm, &Epilogue::NONE, Parallelism::Rayon).unwrap();
+        samples.push(2.0 * (n * n * n) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    median(samples[1..].to_vec())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    let quick = args.iter().any(|a| a == "--quick");
+    let values = |flag: &str| -> Vec<String> {
+        args.windows(2).filter(|w| w[0] == flag).map(|w| w[1].clone()).collect()
+    };
+    let mut models = values("--model");
+    if models.is_empty() {
+        models = vec!["lenet5".into(), "mlp".into()];
+    }
+    let mut threads: Vec<usize> = values("--threads").iter().filter_map(|t| t.parse().ok()).collect();
+    if threads.is_empty() {
+        threads = vec![1, 2];
+    }
+    let dir = std::env::var_os("ACTPRUNE_MNIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist"));
+    let data = mnist_io::Mnist::open(&dir).unwrap_or_else(|e| panic!("MNIST in {}: {e}", dir.display()));
+    let indices: Vec<u32> = (0..data.train.len() as u32).collect();
+    let (reps, max_batches) = if quick { (1, Some(200)) } else { (3, None) };
+    if !json {
+        println!(
+            "{:<8} {:>7} {:>11} {:>10} {:>13} {:>11} {:>9}",
+            "model", "threads", "epoch s", "img/s", "inference s", "GEMM peak", "of peak"
+        );
+    }
+    for name in &models {
+        let (spec, lr, momentum) = match name.as_str() {
+            "lenet5" => ("lenet5", 0.05, 0.9),
+            "mlp" => ("mlp:784-600-600-10", 0.01, 0.05),
+            other => panic!("unknown --model {other} (lenet5 or mlp)"),
+        };
+        for &t in &threads {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+            pool.install(|| {
+                let mut model = Model::from_spec(spec, [1, 28, 28], 10, Init::PyTorchDefault, 0).unwrap();
+                let cfg = TrainConfig { epochs: 1, max_batches, batch: 64, lr, momentum, ..TrainConfig::default() };
+                let mut epoch = Vec::new();
+                for _ in 0..reps {
+                    let r = train(&mut model, &data.train, &indices, None, &cfg, &mut ()).unwrap();
+                    let e = &r.epochs[0];
+                    // Scale a partial (quick) epoch to the full 60,000 images.
+                    epoch.push(e.seconds * data.train.len() as f64 / (e.images_per_second * e.seconds));
+                }
+                let epoch_s = median(epoch);
+                let mut infer = Vec::new();
+                for _ in 0..if quick { 3 } else { 7 } {
+                    infer.push(evaluate(&model, &data.test, None, 1000).unwrap().seconds);
+                }
+                let infer_s = median(infer);
+                let peak = gemm_peak();
+                let first = (0..model.layers().len()).map(|i| model.layer_macs(i)).find(|&m| m > 0).unwrap_or(0);
+                let flops = 2.0 * (3 * model.macs() - first) as f64 * data.train.len() as f64;
+                let achieved = flops / epoch_s / 1e9;
+                let images_per_s = data.train.len() as f64 / epoch_s;
+                if json {
+                    println!(
+                        "{{\"model\":\"{name}\",\"threads\":{t},\"epoch_seconds\":{epoch_s:.4},\"images_per_second\":{images_per_s:.1},\"inference_seconds\":{infer_s:.5},\"gemm_peak_gflops\":{peak:.2},\"epoch_gflops\":{achieved:.2},\"fraction_of_peak\":{:.4}}}",
+                        achieved / peak
+                    );
+                } else {
+                    println!(
+                        "{name:<8} {t:>7} {epoch_s:>11.3} {images_per_s:>10.0} {infer_s:>13.4} {peak:>8.1} GF {:>8.1}%",
+                        100.0 * achieved / peak
+                    );
+                }
+            });
+        }
+    }
+}
