@@ -14,7 +14,7 @@
 //!   and ReLU are applied on the way out.
 //! - Weight gradient: a register tile of `OB` channels × `TB` taps, each lane summing
 //!   `dY[o, y, x]·in[y + ky, x + kx]` over the rows and images of a run, reduced across
-//!   lanes once at the end. `dY` is copied into rows padded with zeros to whole vectors
+//!   lanes once per run (`reduce_add`, a fixed shuffle tree). `dY` is copied into rows padded with zeros to whole vectors
 //!   so the lanes past the row contribute nothing.
 //! - Input gradient: the forward kernel on `dY` with the weights transposed and flipped
 //!   and padding `K − 1 − p` (a "full" convolution).
@@ -635,7 +635,7 @@ fn dw_tile<const OB: usize, const TB: usize>(a: &DwArgs<'_>) -> DwSums {
     let mut sums = [[0.0f32; tile::DW_TB]; tile::DW_OB];
     for (s_o, acc_o) in sums.iter_mut().zip(&acc) {
         for (s, a) in s_o.iter_mut().zip(acc_o) {
-            *s = sum_in_order(&a.to_array());
+            *s = a.reduce_add();
         }
     }
     sums
