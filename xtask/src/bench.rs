@@ -25,6 +25,27 @@ pub enum What {
     /// GFLOP/s of LeNet's convolutions (conv1, conv2 at batch 64, forward and backward)
     /// on `kernels::conv`'s automatic and im2col paths beside im2col + the `gemm` crate.
     Conv(ConvArgs),
+    /// Seconds per training epoch, images/s, inference time of the 10,000 test images
+    /// and the fraction of the measured GEMM peak, for LeNet-5 and MLP-600 at 1 and 2
+    /// threads, on the real MNIST (`ACTPRUNE_MNIST_DIR` or `data/mnist`).
+    Train(TrainArgs),
+}
+
+/// Options of `cargo xtask bench train`.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Print one JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// 200 batches per run, scaled to an epoch, one run (a quick look, noisier).
+    #[arg(long)]
+    pub quick: bool,
+    /// Only these models (`lenet5`, `mlp`); repeatable.
+    #[arg(long)]
+    pub model: Vec<String>,
+    /// Only these thread counts (default 1 and 2); repeatable.
+    #[arg(long)]
+    pub threads: Vec<usize>,
 }
 
 /// Options of `cargo xtask bench conv`.
