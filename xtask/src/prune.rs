@@ -27,9 +27,10 @@ pub struct Args {
     /// Significance criterion: apoz, entropy, mi, mi-pred, pattern, l1, random, taylor.
     #[arg(long)]
     pub criterion: String,
-    /// Remove this fraction of every hidden layer's neurons, in [0, 1).
-    #[arg(long)]
-    pub ratio: Option<f64>,
+    /// Remove this fraction of every hidden layer's neurons, in [0, 1); or one
+    /// comma-separated ratio per hidden layer (e.g. `0.5,0.5,0.8,0.8`).
+    #[arg(long, value_delimiter = ',')]
+    pub ratio: Option<Vec<f64>>,
     /// Remove this fraction of all hidden neurons, compared across layers after
     /// normalising each layer's scores, in [0, 1).
     #[arg(long)]
@@ -64,6 +65,9 @@ pub struct Args {
     /// SGD momentum of retraining.
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f32,
+    /// Learning-rate schedule of retraining (per round): `constant`, `cosine` or `step:EVERY:GAMMA`.
+    #[arg(long, default_value = "constant")]
+    pub schedule: String,
     /// Batch size of retraining.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -95,8 +99,14 @@ fn amount(args: &Args) -> anyhow::Result<Amount> {
             bail!("{flag} {v}: expected a fraction of neurons to remove in [0, 1)")
         }
     };
-    Ok(if let Some(r) = args.ratio {
-        Amount::Ratio(in_unit("--ratio", r)?)
+    Ok(if let Some(rs) = &args.ratio {
+        for &r in rs {
+            in_unit("--ratio", r)?;
+        }
+        match rs.as_slice() {
+            [r] => Amount::Ratio(*r),
+            _ => Amount::Ratios(rs.clone()),
+        }
     } else if let Some(r) = args.global {
         Amount::Global(in_unit("--global", r)?)
     } else if let Some(t) = args.threshold {
@@ -151,7 +161,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let (model, meta) =
         net::load(&args.model_file).with_context(|| format!("loading {}", args.model_file.display()))?;
     let prunable = prune::surgery::prunable_layers(&model)?;
-    plan.validate(prunable.len()).map_err(|e| anyhow::anyhow!("--layers: {e}"))?;
+    plan.validate(prunable.len()).map_err(|e| match e {
+        prune::PruneError::Shape { expected, got, .. } => {
+            anyhow::anyhow!("--ratio: {got} ratios given, the model has {expected} hidden layers")
+        }
+        e => anyhow::anyhow!("--layers: {e}"),
+    })?;
     let strategy = match args.strategy.as_str() {
         "finetune" => Strategy::Finetune,
         "reinit" => Strategy::Reinit { init: init_of(&meta), seed: args.seed },
@@ -167,6 +182,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         batch: args.batch,
         lr: args.lr,
         momentum: args.momentum,
+        schedule: crate::train::parse_schedule(&args.schedule)?,
         seed: args.seed,
         progress: !args.json,
         ..TrainConfig::default()
