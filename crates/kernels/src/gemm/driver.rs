@@ -10,7 +10,7 @@ use std::cell::Cell;
 use rayon::prelude::*;
 
 use super::blocking::Blocking;
-use super::microkernel::{LANES, MR, NR, TileOut, V, tile};
+use super::microkernel::{LANES, MR, MV, NR, TileOut, V, tile};
 use super::pack::{pack_a, pack_b};
 use super::view::{RawMut, RawRef};
 
@@ -254,7 +254,13 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
                                 pack_a(p.a.block(i, pc, rows, kc), a_pack);
                                 (a_pack.cast_const(), MR)
                             };
-                            tile(kc, a_panel, a_step, b_pack.add(jr * kc), NR, &out);
+                            let b_panel = b_pack.add(jr * kc);
+                            // The bottom edge runs the narrowest kernel that covers its rows.
+                            match rows.div_ceil(LANES) {
+                                1 => tile::<1>(kc, a_panel, a_step, b_panel, NR, &out),
+                                2 if MV > 2 => tile::<2>(kc, a_panel, a_step, b_panel, NR, &out),
+                                _ => tile::<MV>(kc, a_panel, a_step, b_panel, NR, &out),
+                            }
                         }
                     }
                 }

@@ -83,7 +83,9 @@ pub struct TileOut {
     pub mask_cs: usize,
 }
 
-/// Computes one `MR × NR` tile from two micro-panels and writes it out.
+/// Computes one `(M·LANES) × NR` tile from two micro-panels and writes it out. `M` is
+/// `MV` for all tiles but the bottom edge, where it is the fewest vectors that cover the
+/// valid rows (a table of kernels, as in the `gemm` crate, rather than FMAs on padding).
 ///
 /// Element `(i, p)` of the A micro-panel is at `a + p·a_step + i` (`MR` contiguous
 /// values per step of `k`: a packed panel has `a_step = MR`, a column-major A read in
@@ -92,13 +94,21 @@ pub struct TileOut {
 /// element, whatever the tile's position.
 ///
 /// # Safety
-/// `a + p·a_step + i` must be readable for `p < kc`, `i < MR`, and `b + p·b_step + j`
+/// `1 ≤ M ≤ MV`; `a + p·a_step + i` must be readable for `p < kc`, `i < M·LANES`, and `b + p·b_step + j`
 /// for `p < kc`, `j < NR`; `out` must describe a tile whose `rows × cols` elements
 /// (and the same elements of the mask and biases, when given) are valid, and C must not
 /// be accessed by anyone else meanwhile.
 #[inline(never)]
-pub unsafe fn tile(kc: usize, a: *const f32, a_step: usize, b: *const f32, b_step: usize, out: &TileOut) {
-    let mut acc = [[V::ZERO; MV]; NR];
+pub unsafe fn tile<const M: usize>(
+    kc: usize,
+    a: *const f32,
+    a_step: usize,
+    b: *const f32,
+    b_step: usize,
+    out: &TileOut,
+) {
+    debug_assert!((1..=MV).contains(&M) && out.rows <= M * LANES);
+    let mut acc = [[V::ZERO; M]; NR];
     // Four steps per trip: fewer loop branches and address updates among the FMAs.
     let mut p = 0;
     while p + 4 <= kc {
@@ -115,8 +125,8 @@ pub unsafe fn tile(kc: usize, a: *const f32, a_step: usize, b: *const f32, b_ste
     }
     // Full-height tiles with contiguous columns are written a vector at a time (also
     // when only some of their columns are valid, as on the right edge or when n < NR).
-    if out.rows == MR && out.c_rs == 1 && (out.mask.is_null() || out.mask_rs == 1) {
-        // SAFETY: all MR rows are valid and the columns contiguous, so each vector access
+    if out.rows == M * LANES && out.c_rs == 1 && (out.mask.is_null() || out.mask_rs == 1) {
+        // SAFETY: all M·LANES rows are valid and the columns contiguous, so each vector access
         // of the `cols` valid columns stays inside the tile the caller vouched for.
         unsafe { store_vectors(&acc, out) };
     } else {
@@ -125,18 +135,18 @@ pub unsafe fn tile(kc: usize, a: *const f32, a_step: usize, b: *const f32, b_ste
     }
 }
 
-/// One step of `k`: `acc[j] += a[0..MR] · b[j]` for every column `j`.
+/// One step of `k`: `acc[j] += a[0..M·LANES] · b[j]` for every column `j`.
 ///
 /// # Safety
-/// `a` must be readable for `MR` values and `b` for `NR`.
+/// `a` must be readable for `M·LANES` values and `b` for `NR`.
 #[inline(always)]
-unsafe fn step(acc: &mut [[V; MV]; NR], a: *const f32, b: *const f32) {
-    // SAFETY: the caller vouches for MR values at `a` and NR values at `b`.
+unsafe fn step<const M: usize>(acc: &mut [[V; M]; NR], a: *const f32, b: *const f32) {
+    // SAFETY: the caller vouches for M·LANES values at `a` and NR values at `b`.
     unsafe {
-        let av: [V; MV] = core::array::from_fn(|v| a.add(v * LANES).cast::<V>().read_unaligned());
+        let av: [V; M] = core::array::from_fn(|v| a.add(v * LANES).cast::<V>().read_unaligned());
         for (j, accj) in acc.iter_mut().enumerate() {
             let bj = V::splat(*b.add(j));
-            for v in 0..MV {
+            for v in 0..M {
                 accj[v] = av[v].mul_add(bj, accj[v]);
             }
         }
@@ -146,17 +156,17 @@ unsafe fn step(acc: &mut [[V; MV]; NR], a: *const f32, b: *const f32) {
 /// Write-out of a full-height tile with contiguous columns, a vector at a time.
 ///
 /// # Safety
-/// As [`tile`], with `out.rows == MR`, `out.c_rs == 1`, and a mask (if any) with row
+/// As [`tile`], with `out.rows == M·LANES`, `out.c_rs == 1`, and a mask (if any) with row
 /// stride 1.
 #[inline(always)]
-unsafe fn store_vectors(acc: &[[V; MV]; NR], out: &TileOut) {
+unsafe fn store_vectors<const M: usize>(acc: &[[V; M]; NR], out: &TileOut) {
     let alpha = V::splat(out.alpha);
     let beta = V::splat(out.beta);
     for (j, accj) in acc.iter().enumerate().take(out.cols) {
         for (v, &x) in accj.iter().enumerate() {
             // SAFETY: row v·LANES .. (v+1)·LANES of column j < cols lies inside the tile,
             // whose columns are contiguous (c_rs == 1); the same holds for the mask
-            // (mask_rs == 1) and the row bias (MR values).
+            // (mask_rs == 1) and the row bias (M·LANES values).
             unsafe {
                 let ptr = out.c.add(j * out.c_cs + v * LANES).cast::<V>();
                 // The same operations in the same order as `store_scalar`, so that an
@@ -190,9 +200,10 @@ unsafe fn store_vectors(acc: &[[V; MV]; NR], out: &TileOut) {
 ///
 /// # Safety
 /// As [`tile`].
-unsafe fn store_scalar(acc: &[[V; MV]; NR], out: &TileOut) {
+unsafe fn store_scalar<const M: usize>(acc: &[[V; M]; NR], out: &TileOut) {
     for (j, accj) in acc.iter().enumerate().take(out.cols) {
-        let col: [f32; MR] = core::array::from_fn(|i| accj[i / LANES].as_array()[i % LANES]);
+        let col: [f32; MR] =
+            core::array::from_fn(|i| accj.get(i / LANES).map_or(0.0, |v| v.as_array()[i % LANES]));
         for (i, &x) in col.iter().enumerate().take(out.rows) {
             // SAFETY: i < rows and j < cols, inside the tile the caller vouched for.
             unsafe {

@@ -7,16 +7,33 @@
 //!
 //! Both layouts of each operand pack with contiguous reads: when the packed direction
 //! is contiguous in memory (A with row stride 1, B with column stride 1) a step is a
-//! plain copy; when the other direction is contiguous, `CHUNK` steps of every row (A)
-//! or column (B) are read contiguously and scattered into a small window of the panel
-//! that stays in L1. Any other strides fall back to element-wise gathering.
+//! plain copy; when the other direction is contiguous, 8 × 8 blocks are read as 8
+//! contiguous rows, transposed in registers (`f32x8::transpose`, shuffles on AVX) and
+//! written as 8 contiguous rows of the panel. Any other strides fall back to
+//! element-wise gathering.
+
+use wide::f32x8;
 
 use super::microkernel::{MR, NR};
 use super::view::RawRef;
 
-/// Steps of `k` transposed at a time by the strided packers: `CHUNK · MR · 4` bytes of
-/// the panel (3 KiB for MR = 48) and `MR` source lines stay in L1 meanwhile.
-const CHUNK: usize = 16;
+/// Transposes the 8 × 8 block whose row `r` is the 8 contiguous values at
+/// `src + r·src_stride` into `dst`, row `q` of the result (column `q` of the block)
+/// going to the 8 contiguous values at `dst + q·dst_stride`.
+///
+/// # Safety
+/// The 64 source values must be readable and the 64 destination values writable.
+#[inline(always)]
+unsafe fn transpose8(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+    // SAFETY: the caller vouches for the 8 rows of 8 values on both sides.
+    unsafe {
+        let rows: [f32x8; 8] =
+            core::array::from_fn(|r| src.add(r * src_stride).cast::<f32x8>().read_unaligned());
+        for (q, v) in f32x8::transpose(rows).into_iter().enumerate() {
+            dst.add(q * dst_stride).cast::<f32x8>().write_unaligned(v);
+        }
+    }
+}
 
 /// Packs `a` (`rows × kc`, kernel orientation) into `dst` as `⌈rows / MR⌉` micro-panels.
 ///
@@ -41,17 +58,26 @@ pub unsafe fn pack_a(a: RawRef, dst: *mut f32) {
                     core::ptr::write_bytes(d.add(h), 0, MR - h);
                 }
             } else if a.cs == 1 {
-                for p0 in (0..kc).step_by(CHUNK) {
-                    let w = CHUNK.min(kc - p0);
-                    for i in 0..h {
-                        let row = src.add(i * a.rs + p0);
-                        for q in 0..w {
-                            *panel.add((p0 + q) * MR + i) = *row.add(q);
+                // Rows are contiguous: transpose 8 × 8 blocks in registers, then the
+                // ragged right and bottom strips element by element.
+                let (kc8, h8) = (kc / 8 * 8, h / 8 * 8);
+                for p0 in (0..kc8).step_by(8) {
+                    for i0 in (0..h8).step_by(8) {
+                        transpose8(src.add(i0 * a.rs + p0), a.rs, panel.add(p0 * MR + i0), MR);
+                    }
+                    for i in h8..h {
+                        for q in 0..8 {
+                            *panel.add((p0 + q) * MR + i) = *src.add(i * a.rs + p0 + q);
                         }
                     }
-                    for q in 0..w {
-                        core::ptr::write_bytes(panel.add((p0 + q) * MR + h), 0, MR - h);
+                }
+                for p in kc8..kc {
+                    for i in 0..h {
+                        *panel.add(p * MR + i) = *src.add(i * a.rs + p);
                     }
+                }
+                for p in 0..kc {
+                    core::ptr::write_bytes(panel.add(p * MR + h), 0, MR - h);
                 }
             } else {
                 for p in 0..kc {
@@ -88,17 +114,26 @@ pub unsafe fn pack_b(b: RawRef, dst: *mut f32) {
                     core::ptr::write_bytes(d.add(w), 0, NR - w);
                 }
             } else if b.rs == 1 {
-                for p0 in (0..kc).step_by(CHUNK) {
-                    let h = CHUNK.min(kc - p0);
-                    for j in 0..w {
-                        let col = src.add(j * b.cs + p0);
-                        for q in 0..h {
-                            *panel.add((p0 + q) * NR + j) = *col.add(q);
+                // Columns are contiguous: transpose 8 × 8 blocks in registers, then the
+                // ragged strips element by element.
+                let (kc8, w8) = (kc / 8 * 8, w / 8 * 8);
+                for p0 in (0..kc8).step_by(8) {
+                    for j0 in (0..w8).step_by(8) {
+                        transpose8(src.add(j0 * b.cs + p0), b.cs, panel.add(p0 * NR + j0), NR);
+                    }
+                    for j in w8..w {
+                        for q in 0..8 {
+                            *panel.add((p0 + q) * NR + j) = *src.add(j * b.cs + p0 + q);
                         }
                     }
-                    for q in 0..h {
-                        core::ptr::write_bytes(panel.add((p0 + q) * NR + w), 0, NR - w);
+                }
+                for p in kc8..kc {
+                    for j in 0..w {
+                        *panel.add(p * NR + j) = *src.add(j * b.cs + p);
                     }
+                }
+                for p in 0..kc {
+                    core::ptr::write_bytes(panel.add(p * NR + w), 0, NR - w);
                 }
             } else {
                 for p in 0..kc {
