@@ -1,9 +1,9 @@
 //! The activation-guided width search on real MNIST, for the README figures:
-//! `cargo run -p prune --release --example width_search -- DIR [SPEC] [CRITERION] [RATIO] [EPOCHS] [LR]
+//! `cargo run -p prune --release --example width_search -- DIR [SPEC] [CRITERION] [AMOUNT] [EPOCHS] [LR]
 //! [STRATEGY]`; set `WIDE_CACHE=FILE` to save the trained wide model there, or load it when present.
 //!
 //! Trains the wide model on the training split minus 5,000 validation images, then
-//! repeatedly keeps each layer's significant neurons (dropping RATIO per round by
+//! repeatedly keeps each layer's significant neurons (dropping AMOUNT per round by
 //! CRITERION), fine-tunes EPOCHS epochs and stops when validation accuracy falls more
 //! than 0.3 points below the wide model's. Prints one line per round and the test
 //! accuracy of the wide and of the chosen model (the test set is only measured).
@@ -19,10 +19,17 @@ use prune::{Amount, ConvDecision, Data, Plan};
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir =
-        PathBuf::from(args.first().ok_or("usage: width_search DIR [SPEC] [CRITERION] [RATIO] [EPOCHS]")?);
+        PathBuf::from(args.first().ok_or("usage: width_search DIR [SPEC] [CRITERION] [AMOUNT] [EPOCHS]")?);
     let spec = args.get(1).map_or("mlp:784-600-600-10", String::as_str);
     let criterion = prune::criteria::by_name(args.get(2).map_or("apoz", String::as_str), 0)?;
-    let ratio: f64 = args.get(3).map_or(Ok(0.3), |s| s.parse())?;
+    // A fraction per round, `maxdrop:D` (as much as stays within D before retraining)
+    // or `threshold:T` (below the layer's mean − T·σ).
+    let amount = match args.get(3).map(String::as_str) {
+        None => Amount::Ratio(0.3),
+        Some(s) if s.starts_with("maxdrop:") => Amount::MaxDrop(s["maxdrop:".len()..].parse()?),
+        Some(s) if s.starts_with("threshold:") => Amount::Threshold(s["threshold:".len()..].parse()?),
+        Some(s) => Amount::Ratio(s.parse()?),
+    };
     let epochs: usize = args.get(4).map_or(Ok(3), |s| s.parse())?;
     let lr: f32 = args.get(5).map_or(Ok(0.01), |s| s.parse())?;
     let strategy = match args.get(6).map_or("finetune", String::as_str) {
@@ -54,7 +61,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let wide_test = net::evaluate(&wide, &mnist.test, None, 256)?.accuracy;
     let g = Guided {
         criterion: criterion.as_ref(),
-        plan: Plan::new(Amount::Ratio(ratio)),
+        plan: Plan::new(amount),
         delta: 0.003,
         max_rounds: 12,
         strategy,
