@@ -564,12 +564,13 @@ impl Model {
                     if need_dinp {
                         let hw = (in_shape[1], in_shape[2]);
                         if fold_relu {
-                            let mask = &ws.acts[i - 1];
+                            // The pooled values gate the gradient: they are the ReLU output at each argmax.
+                            let gate = &ws.acts[i];
                             maxpool2d::backward(
                                 &mut dlo[i - 2],
                                 dout,
                                 &ws.argmax[i],
-                                Some(mask),
+                                Some(gate),
                                 p.kernel,
                                 hw,
                             );

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
-use crate::{Init, Model, NetError};
+use crate::{Init, LayerSpec, Model, NetError};
 
 /// Metadata keys that `save` writes and `load` interprets; callers cannot override them.
 pub const RESERVED_KEYS: [&str; 4] = ["format", "spec", "input_shape", "num_classes"];
@@ -122,6 +122,23 @@ fn load_bytes(bytes: &[u8]) -> Result<(Model, BTreeMap<String, String>), Vec<Str
         n
     });
     let (Some(spec), Some(input), Some(classes)) = (spec, input, classes) else { return Err(problems) };
+    // Building the model allocates what the metadata claims; a hostile file of a few
+    // bytes could claim terabytes. Every parameter must be in the file, so the file's
+    // length bounds the parameter count before anything is allocated.
+    let budget = bytes.len() / 4;
+    match crate::parse_spec(&spec).map(|layers| implied_params(&layers, input)) {
+        Ok(None) => {
+            return Err(vec![format!(
+                "metadata spec `{spec}` on input {input:?} implies more parameters than memory can address"
+            )]);
+        }
+        Ok(Some(n)) if n > budget => {
+            return Err(vec![format!(
+                "metadata spec `{spec}` on input {input:?} implies {n} parameters, the file holds at most {budget}"
+            )]);
+        }
+        _ => {}
+    }
     let mut model =
         Model::from_spec(&spec, input, classes, Init::PyTorchDefault, 0).map_err(|e| vec![e.to_string()])?;
 
@@ -159,6 +176,44 @@ fn load_bytes(bytes: &[u8]) -> Result<(Model, BTreeMap<String, String>), Vec<Str
     }
     let extra = meta.into_iter().filter(|(k, _)| !RESERVED_KEYS.contains(&k.as_str())).collect();
     Ok((model, extra))
+}
+
+/// The parameter count of `layers` built on `input` (`[C, H, W]`), in checked
+/// arithmetic: `None` when it overflows `usize`. The walk stops at the first layer that
+/// does not fit its input (counting that layer's parameters, which `Model::from_spec`
+/// allocates before it reports the misfit).
+fn implied_params(layers: &[LayerSpec], input: [usize; 3]) -> Option<usize> {
+    let [mut c, mut h, mut w] = input;
+    c.checked_mul(h)?.checked_mul(w)?;
+    let mut total = 0usize;
+    for layer in layers {
+        match *layer {
+            LayerSpec::Conv2d { out_channels, kernel, stride, padding } => {
+                let per_out = c.checked_mul(kernel)?.checked_mul(kernel)?.checked_add(1)?;
+                total = total.checked_add(out_channels.checked_mul(per_out)?)?;
+                let (hp, wp) =
+                    (h.checked_add(padding.checked_mul(2)?)?, w.checked_add(padding.checked_mul(2)?)?);
+                if hp < kernel || wp < kernel || stride == 0 {
+                    return Some(total);
+                }
+                [c, h, w] = [out_channels, (hp - kernel) / stride + 1, (wp - kernel) / stride + 1];
+            }
+            LayerSpec::Linear { out_features } => {
+                let features = c.checked_mul(h)?.checked_mul(w)?;
+                total = total.checked_add(out_features.checked_mul(features.checked_add(1)?)?)?;
+                [c, h, w] = [out_features, 1, 1];
+            }
+            LayerSpec::MaxPool2d { kernel } => {
+                if kernel == 0 || h < kernel || w < kernel {
+                    return Some(total);
+                }
+                [h, w] = [h / kernel, w / kernel];
+            }
+            LayerSpec::Flatten => [c, h, w] = [c.checked_mul(h)?.checked_mul(w)?, 1, 1],
+            LayerSpec::Relu => {}
+        }
+    }
+    Some(total)
 }
 
 #[cfg(test)]
@@ -264,5 +319,25 @@ mod tests {
         assert!(p[1].contains("3.weight") && p[1].contains("F64"));
         assert!(p[2].contains("3.bias") && p[2].contains("missing"));
         assert!(p[3].contains("9.junk"));
+    }
+
+    #[test]
+    fn metadata_claiming_more_parameters_than_the_file_holds_is_refused() {
+        // Found by the hardening review: without the bound, loading this 150-byte file
+        // tried to allocate 4·10¹⁵ bytes of weights.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        for (spec, input) in [("flatten,fc4000000000", "1,1000,1000"), ("fc2", "99999999999,99999999999,9")] {
+            let meta = HashMap::from([
+                ("spec".to_string(), spec.to_string()),
+                ("input_shape".to_string(), input.to_string()),
+                ("num_classes".to_string(), "2".to_string()),
+            ]);
+            let views: Vec<(&str, TensorView<'_>)> = Vec::new();
+            std::fs::write(&path, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+            let p = problems(load(&path));
+            assert!(p.len() == 1 && p[0].contains("parameters"), "{spec}: {p:?}");
+        }
+        assert_eq!(implied_params(&crate::parse_spec("lenet5").unwrap(), [1, 28, 28]), Some(61_706));
     }
 }

@@ -20,9 +20,10 @@ fn planes_per_task(hw: usize) -> usize {
 
 /// out[b, c, y, x] = max over the window at (y·K, x·K) of inp[b, c, ·, ·];
 /// argmax holds the flat index within the input plane (`iy·W + ix`) of the first
-/// maximum in row-major window order (PyTorch's tie rule; NaN propagates), for the
-/// backward pass. Planes run in parallel; each output is computed by one thread, so
-/// the result does not depend on the thread count.
+/// maximum in row-major window order (PyTorch's tie rule), for the backward pass.
+/// Unlike PyTorch, a NaN does not win a window unless it comes first (a diverging
+/// model is caught by its loss). Planes run in parallel; each output is computed by
+/// one thread, so the result does not depend on the thread count.
 pub(crate) fn forward(out: &mut [f32], argmax: &mut [u32], inp: &[f32], k: usize, h: usize, w: usize) {
     use rayon::prelude::*;
     let (oh, ow) = (h / k, w / k);
@@ -30,50 +31,46 @@ pub(crate) fn forward(out: &mut [f32], argmax: &mut [u32], inp: &[f32], k: usize
     let p = planes_per_task(hw);
     out.par_chunks_mut(p * ohw).zip(argmax.par_chunks_mut(p * ohw)).zip(inp.par_chunks(p * hw)).for_each(
         |((out, arg), inp)| {
-            for ((out_p, arg_p), plane) in
-                out.chunks_exact_mut(ohw).zip(arg.chunks_exact_mut(ohw)).zip(inp.chunks_exact(hw))
-            {
-                match k {
-                    2 => pool_plane::<2>(out_p, arg_p, plane, oh, ow, w),
-                    3 => pool_plane::<3>(out_p, arg_p, plane, oh, ow, w),
-                    _ => pool_plane_dyn(out_p, arg_p, plane, k, oh, ow, w),
+            let planes = out.chunks_exact_mut(ohw).zip(arg.chunks_exact_mut(ohw)).zip(inp.chunks_exact(hw));
+            for ((out_p, arg_p), plane) in planes {
+                if k == 2 {
+                    pool2_plane(out_p, arg_p, plane, oh, ow, w);
+                } else {
+                    pool_plane(out_p, arg_p, plane, k, oh, ow, w);
                 }
             }
         },
     );
 }
 
-/// One plane with the window size known at compile time (the loops unroll).
-#[inline(always)]
-fn pool_plane<const K: usize>(
-    out: &mut [f32],
-    arg: &mut [u32],
-    plane: &[f32],
-    oh: usize,
-    ow: usize,
-    w: usize,
-) {
+/// One plane, 2 × 2 windows: a branch-free chain of selects per window.
+fn pool2_plane(out: &mut [f32], arg: &mut [u32], plane: &[f32], oh: usize, ow: usize, w: usize) {
     for y in 0..oh {
-        let rows: [&[f32]; K] = std::array::from_fn(|ky| &plane[(y * K + ky) * w..][..ow * K]);
-        for x in 0..ow {
-            let mut best = rows[0][x * K];
-            let mut best_i = (y * K) * w + x * K;
-            for (ky, row) in rows.iter().enumerate() {
-                for kx in 0..K {
-                    let v = row[x * K + kx];
-                    if v > best || (v.is_nan() && !best.is_nan()) {
-                        best = v;
-                        best_i = (y * K + ky) * w + x * K + kx;
-                    }
-                }
+        let base = 2 * y * w;
+        let r0 = &plane[base..base + 2 * ow];
+        let r1 = &plane[base + w..base + w + 2 * ow];
+        let out_row = &mut out[y * ow..(y + 1) * ow];
+        let arg_row = &mut arg[y * ow..(y + 1) * ow];
+        let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+        for (x, ((o, a), (t, b))) in out_row.iter_mut().zip(arg_row.iter_mut()).zip(windows).enumerate() {
+            let at = (base + 2 * x) as u32;
+            let (mut m, mut i) = (t[0], at);
+            if t[1] > m {
+                (m, i) = (t[1], at + 1);
             }
-            out[y * ow + x] = best;
-            arg[y * ow + x] = best_i as u32;
+            if b[0] > m {
+                (m, i) = (b[0], at + w as u32);
+            }
+            if b[1] > m {
+                (m, i) = (b[1], at + w as u32 + 1);
+            }
+            *o = m;
+            *a = i;
         }
     }
 }
 
-fn pool_plane_dyn(out: &mut [f32], arg: &mut [u32], plane: &[f32], k: usize, oh: usize, ow: usize, w: usize) {
+fn pool_plane(out: &mut [f32], arg: &mut [u32], plane: &[f32], k: usize, oh: usize, ow: usize, w: usize) {
     for y in 0..oh {
         for x in 0..ow {
             let mut best = plane[(y * k) * w + x * k];
@@ -81,7 +78,7 @@ fn pool_plane_dyn(out: &mut [f32], arg: &mut [u32], plane: &[f32], k: usize, oh:
             for ky in 0..k {
                 let row = (y * k + ky) * w + x * k;
                 for (kx, &v) in plane[row..row + k].iter().enumerate() {
-                    if v > best || (v.is_nan() && !best.is_nan()) {
+                    if v > best {
                         best = v;
                         best_i = row + kx;
                     }
@@ -95,15 +92,16 @@ fn pool_plane_dyn(out: &mut [f32], arg: &mut [u32], plane: &[f32], k: usize, oh:
 
 /// Backward of out = max over windows: dinp (B × C × H × W) is overwritten:
 /// dinp[b, c, argmax] = dout[b, c, y, x] and 0 elsewhere (windows do not overlap, so
-/// no sums). When `mask` (the input of the pooling, the output of a ReLU) is given, the
-/// ReLU's backward is fused in: gradients go only to positions where mask > 0.
-/// Every input element is written once (window by window, then the rows and columns
-/// that no window covers), so no separate zeroing pass is needed.
+/// no sums).
+///
+/// When `relu_out` is given — the pooling's own output, when its input is a ReLU's
+/// output — the ReLU's backward is fused in: a window passes its gradient only when its
+/// maximum is > 0 (the ReLU output at the argmax is exactly the pooled value).
 pub(crate) fn backward(
     dinp: &mut [f32],
     dout: &[f32],
     argmax: &[u32],
-    mask: Option<&[f32]>,
+    relu_out: Option<&[f32]>,
     k: usize,
     (h, w): (usize, usize),
 ) {
@@ -116,30 +114,42 @@ pub(crate) fn backward(
         .zip(argmax.par_chunks(p * ohw))
         .enumerate()
         .for_each(|(task, ((dinp, dout), argmax))| {
-            for (j, ((di, d), a)) in dinp
-                .chunks_exact_mut(hw)
-                .zip(dout.chunks_exact(ohw))
-                .zip(argmax.chunks_exact(ohw))
-                .enumerate()
-            {
-                let m = mask.map(|m| &m[(task * p + j) * hw..][..hw]);
-                for y in 0..oh {
-                    for x in 0..ow {
-                        let (g, a) = (d[y * ow + x], a[y * ow + x] as usize);
-                        for ky in 0..k {
-                            let row = (y * k + ky) * w + x * k;
-                            for (kx, v) in di[row..row + k].iter_mut().enumerate() {
-                                *v = if row + kx == a && m.is_none_or(|m| m[a] > 0.0) { g } else { 0.0 };
-                            }
+            let planes = dinp.chunks_exact_mut(hw).zip(dout.chunks_exact(ohw)).zip(argmax.chunks_exact(ohw));
+            for (j, ((di, d), a)) in planes.enumerate() {
+                let gate = relu_out.map(|o| &o[(task * p + j) * ohw..][..ohw]);
+                if k == 2 {
+                    unpool2_plane(di, d, a, gate, oh, ow, w);
+                } else {
+                    di.fill(0.0);
+                    for (o, (&g, &a)) in d.iter().zip(a).enumerate() {
+                        if gate.is_none_or(|v| v[o] > 0.0) {
+                            di[a as usize] = g;
                         }
                     }
-                    for ky in 0..k {
-                        di[(y * k + ky) * w + ow * k..(y * k + ky + 1) * w].fill(0.0);
-                    }
                 }
-                di[oh * k * w..].fill(0.0);
             }
         });
+}
+
+/// One plane, 2 × 2 windows: every input element is written once (the window's four,
+/// then the column and row no window covers), so no zeroing pass is needed.
+fn unpool2_plane(di: &mut [f32], d: &[f32], a: &[u32], gate: Option<&[f32]>, oh: usize, ow: usize, w: usize) {
+    for y in 0..oh {
+        let base = 2 * y * w;
+        let (top, bottom) = di[base..base + 2 * w].split_at_mut(w);
+        for x in 0..ow {
+            let o = y * ow + x;
+            let g = if gate.is_none_or(|v| v[o] > 0.0) { d[o] } else { 0.0 };
+            let rel = a[o] as usize - (base + 2 * x);
+            top[2 * x] = if rel == 0 { g } else { 0.0 };
+            top[2 * x + 1] = if rel == 1 { g } else { 0.0 };
+            bottom[2 * x] = if rel == w { g } else { 0.0 };
+            bottom[2 * x + 1] = if rel == w + 1 { g } else { 0.0 };
+        }
+        top[2 * ow..].fill(0.0);
+        bottom[2 * ow..].fill(0.0);
+    }
+    di[2 * oh * w..].fill(0.0);
 }
 
 #[cfg(test)]
@@ -180,10 +190,12 @@ mod tests {
                 }
             }
             assert_eq!(dinp, expect, "k {k}, {h}×{w}");
-            // With a mask that is negative everywhere, no gradient passes.
-            let mask = vec![-1.0f32; inp.len()];
-            backward(&mut dinp, &dout, &arg, Some(&mask), k, (h, w));
-            assert!(dinp.iter().all(|&v| v == 0.0));
+            // Gated by the pooled values (a ReLU below): windows whose maximum is ≤ 0 pass nothing.
+            backward(&mut dinp, &dout, &arg, Some(&out), k, (h, w));
+            for (i, v) in dinp.iter().enumerate() {
+                let e = if inp[i] > 0.0 { expect[i] } else { 0.0 };
+                assert_eq!(*v, e, "gated, k {k}, element {i}");
+            }
         }
     }
 }
