@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod bench;
-mod experiment;
 mod eval;
+mod experiment;
 mod fetch_mnist;
+mod fuzz;
 mod inspect;
 mod prune;
 mod test;
@@ -30,16 +31,19 @@ struct Cli {
 enum Command {
     /// Download (or copy from an offline mirror) and verify the four MNIST files.
     FetchMnist(fetch_mnist::Args),
+    /// Run the cargo-fuzz targets (idx, model_file, spec, plan) for N seconds each; needs
+    /// `cargo install cargo-fuzz`.
+    Fuzz(fuzz::Args),
     /// Fetch MNIST if missing, then run the whole test suite (including the tests that
     /// need the real data) and the portable-SIMD kernel tests.
     Test(test::Args),
+    /// Run a benchmark in release mode: `gemm` (GFLOP/s beside the `gemm` and
+    /// `matrixmultiply` crates, 1 and 2 threads; `--json` for one object per line).
+    Bench(bench::Args),
     /// Prune a trained model by a criterion and schedule, retrain, and report before/after.
     Prune(prune::Args),
     /// Per hidden layer of a model: neurons, dead, always-on, firing rate, decision entropy.
     Inspect(inspect::Args),
-    /// Run a benchmark in release mode: `gemm` (GFLOP/s beside the `gemm` and
-    /// `matrixmultiply` crates, 1 and 2 threads; `--json` for one object per line).
-    Bench(bench::Args),
     /// Run a named experiment (thesis, criteria, pretrain, width-search, all) or merge
     /// shards; with no name, list the recipes.
     Experiment(experiment::Args),
@@ -52,10 +56,11 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::FetchMnist(args) => fetch_mnist::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Prune(args) => prune::run(&args),
         Command::Inspect(args) => inspect::run(&args),
-        Command::Bench(args) => bench::run(&args),
         Command::Experiment(args) => experiment::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Eval(args) => eval::run(&args),
