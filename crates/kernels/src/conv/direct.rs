@@ -442,7 +442,7 @@ pub(super) fn backward(
     };
     let new_scratch = || DwScratch {
         padded: vec![0.0; DW_RUN_IMAGES * plan.padded_len()],
-        grad_out: vec![0.0; DW_RUN_IMAGES * plan.o * plan.oh * plan.gw()],
+        grad_out: vec![0.0; DW_RUN_IMAGES * plan.o * plan.oh * plan.gw() + L],
     };
     let partials: Vec<Partial> = if parallelism == Parallelism::Rayon && runs > 1 {
         (0..runs).into_par_iter().map_init(new_scratch, one_run).collect()
@@ -507,7 +507,27 @@ fn input_gradient(
 /// (`B × O × OH × GW`); borders zeroed once, at allocation.
 struct DwScratch {
     padded: Vec<f32>,
+    /// `L` floats longer than needed: the rows start at the first vector-aligned float
+    /// ([`DwScratch::grad_out`]), so the tile's dY loads never straddle cache lines.
     grad_out: Vec<f32>,
+}
+
+impl DwScratch {
+    /// Offset of the first float of `grad_out` aligned to a whole vector (0 if none is).
+    fn grad_out_start(&self) -> usize {
+        let off = self.grad_out.as_ptr().align_offset(align_of::<V>().max(size_of::<V>()));
+        if off < L { off } else { 0 }
+    }
+
+    /// The padded dY rows, starting vector-aligned.
+    fn grad_out(&self) -> &[f32] {
+        &self.grad_out[self.grad_out_start()..][..self.grad_out.len() - L]
+    }
+
+    fn grad_out_mut(&mut self) -> &mut [f32] {
+        let (start, len) = (self.grad_out_start(), self.grad_out.len() - L);
+        &mut self.grad_out[start..][..len]
+    }
 }
 
 /// The weight and bias gradients of one run of images.
@@ -525,7 +545,7 @@ fn weight_gradient_run(
     for (img, dst) in input.chunks_exact(in_img).zip(s.padded.chunks_exact_mut(p.padded_len())) {
         p.pad_into(img, dst);
     }
-    for (src, dst) in grad_output.chunks_exact(p.ow).zip(s.grad_out.chunks_exact_mut(gw)) {
+    for (src, dst) in grad_output.chunks_exact(p.ow).zip(s.grad_out_mut().chunks_exact_mut(gw)) {
         copy_short(&mut dst[..p.ow], src);
     }
     let k = taps.len();
@@ -539,7 +559,7 @@ fn weight_gradient_run(
             let args = DwArgs {
                 plan: p,
                 padded: &s.padded,
-                grad_out: &s.grad_out,
+                grad_out: s.grad_out(),
                 images,
                 taps: &taps[t0..t0 + tb],
                 o0,
@@ -558,7 +578,8 @@ fn weight_gradient_run(
     for (o, b) in bias.iter_mut().enumerate() {
         let mut acc = [V::ZERO; 4];
         for n in 0..images {
-            for (i, chunk) in s.grad_out[(n * p.o + o) * p.oh * gw..][..p.oh * gw].chunks_exact(L).enumerate()
+            for (i, chunk) in
+                s.grad_out()[(n * p.o + o) * p.oh * gw..][..p.oh * gw].chunks_exact(L).enumerate()
             {
                 acc[i % 4] += V::new(chunk.try_into().expect("chunk of L"));
             }
