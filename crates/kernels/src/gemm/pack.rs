@@ -51,7 +51,13 @@ pub unsafe fn pack_a(a: RawRef, dst: *mut f32) {
         // SAFETY (all three arms): reads stay within rows i0 .. i0 + h and columns 0 .. kc
         // of the view; writes stay within this panel.
         unsafe {
-            if a.rs == 1 {
+            if a.rs == 1 && h == MR {
+                // A constant-length copy compiles to a few vector moves; a variable one
+                // would be a call to memmove per step of k.
+                for p in 0..kc {
+                    core::ptr::copy_nonoverlapping(src.add(p * a.cs), panel.add(p * MR), MR);
+                }
+            } else if a.rs == 1 {
                 for p in 0..kc {
                     let d = panel.add(p * MR);
                     core::ptr::copy_nonoverlapping(src.add(p * a.cs), d, h);
@@ -76,8 +82,10 @@ pub unsafe fn pack_a(a: RawRef, dst: *mut f32) {
                         *panel.add(p * MR + i) = *src.add(i * a.rs + p);
                     }
                 }
-                for p in 0..kc {
-                    core::ptr::write_bytes(panel.add(p * MR + h), 0, MR - h);
+                if h < MR {
+                    for p in 0..kc {
+                        core::ptr::write_bytes(panel.add(p * MR + h), 0, MR - h);
+                    }
                 }
             } else {
                 for p in 0..kc {
@@ -107,7 +115,11 @@ pub unsafe fn pack_b(b: RawRef, dst: *mut f32) {
         // SAFETY (all three arms): reads stay within rows 0 .. kc and columns j0 .. j0 + w
         // of the view; writes stay within this panel.
         unsafe {
-            if b.cs == 1 {
+            if b.cs == 1 && w == NR {
+                for p in 0..kc {
+                    core::ptr::copy_nonoverlapping(src.add(p * b.rs), panel.add(p * NR), NR);
+                }
+            } else if b.cs == 1 {
                 for p in 0..kc {
                     let d = panel.add(p * NR);
                     core::ptr::copy_nonoverlapping(src.add(p * b.rs), d, w);
@@ -132,8 +144,10 @@ pub unsafe fn pack_b(b: RawRef, dst: *mut f32) {
                         *panel.add(p * NR + j) = *src.add(j * b.cs + p);
                     }
                 }
-                for p in 0..kc {
-                    core::ptr::write_bytes(panel.add(p * NR + w), 0, NR - w);
+                if w < NR {
+                    for p in 0..kc {
+                        core::ptr::write_bytes(panel.add(p * NR + w), 0, NR - w);
+                    }
                 }
             } else {
                 for p in 0..kc {
