@@ -358,3 +358,21 @@ fn bad_input_is_a_typed_error() {
     );
     assert!(matches!(err, Err(KernelError::BadLength { name: "grad_weight", .. })), "{err:?}");
 }
+
+/// LeNet's layers run on the direct path (forward, and backward with or without the
+/// input gradient); a strided layer falls back to im2col + GEMM.
+#[test]
+fn auto_chooses_direct_for_lenet_and_lowered_for_strides() {
+    let conv1 =
+        ConvGeometry { batch: 64, in_c: 1, in_h: 28, in_w: 28, out_c: 6, kh: 5, kw: 5, stride: 1, pad: 2 };
+    let conv2 =
+        ConvGeometry { batch: 64, in_c: 6, in_h: 14, in_w: 14, out_c: 16, kh: 5, kw: 5, stride: 1, pad: 0 };
+    for g in [conv1, conv2] {
+        assert_eq!(ConvPath::for_forward(&g), ConvPath::Direct, "{g:?}");
+        assert_eq!(ConvPath::for_backward(&g, false), ConvPath::Direct, "{g:?}");
+        assert_eq!(ConvPath::for_backward(&g, true), ConvPath::Direct, "{g:?}");
+    }
+    let strided = ConvGeometry { stride: 2, ..conv2 };
+    assert_eq!(ConvPath::for_forward(&strided), ConvPath::Lowered);
+    assert_eq!(ConvPath::for_backward(&strided, true), ConvPath::Lowered);
+}

@@ -364,3 +364,28 @@ pub fn conv2d_backward_with(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{copy_short, sum_in_order};
+
+    /// Every length around the block sizes and the 64-float switch to `copy_from_slice`.
+    #[test]
+    fn copy_short_copies_every_length() {
+        for len in 0..=70 {
+            let src: Vec<f32> = (0..len).map(|i| i as f32 + 0.5).collect();
+            let mut dst = vec![-1.0f32; len];
+            copy_short(&mut dst, &src);
+            assert_eq!(dst, src, "length {len}");
+        }
+    }
+
+    #[test]
+    fn sum_in_order_matches_a_plain_sum_of_exact_values() {
+        // Small integers are exact in f32, so any order gives the same sum.
+        for len in 0..=40 {
+            let xs: Vec<f32> = (0..len).map(|i| (i % 7) as f32 - 3.0).collect();
+            assert_eq!(sum_in_order(&xs), xs.iter().sum::<f32>(), "length {len}");
+        }
+    }
+}
