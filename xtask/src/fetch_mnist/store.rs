@@ -32,6 +32,14 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     tmp.write_all(bytes).with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    // A temporary file is created owner-only (0600); a data file is for everyone to read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("cannot set the permissions of {}", tmp.path().display()))?;
+    }
     tmp.as_file().sync_all().with_context(|| format!("cannot sync {}", tmp.path().display()))?;
     tmp.persist(&target).with_context(|| format!("cannot rename into {}", target.display()))?;
     // The rename is durable only once the folder's entry is on disk too.

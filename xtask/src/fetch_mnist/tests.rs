@@ -142,6 +142,12 @@ fn a_good_mirror_gives_all_four_verified_files_and_a_second_run_does_nothing() {
         assert_eq!(sha256_hex(&std::fs::read(plan.dest.join(&e.name)).unwrap()), e.sha256);
     }
     assert_eq!(server.requests(), 4);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(plan.dest.join(IMAGES)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "readable by all, like any data file");
+    }
     // Second run: everything verified in place, nothing requested.
     let second = fetch(&plan).unwrap();
     assert_eq!(second, Outcome { present: all, fetched: vec![] });
