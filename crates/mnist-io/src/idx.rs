@@ -102,11 +102,11 @@ impl IdxFile {
                 needed: kind.header_len() as u64,
             });
         }
-        // SAFETY: the map is read-only and private to this process; its contents are
-        // only read as `u8`, for which every bit pattern is valid. The one assumption
-        // (documented on `Dataset::open`) is that no process modifies or truncates the
-        // file while it is mapped: the data files are written once (atomically, by
-        // `cargo xtask fetch-mnist`) and then only read.
+        // The map rests on one assumption no code can check (stated on `Dataset::open`):
+        // no process modifies or truncates the file while it is mapped. The data files
+        // are written once, atomically, by `cargo xtask fetch-mnist`, then only read.
+        // SAFETY: a read-only map, only ever read as `u8` (every bit pattern is valid),
+        // of a file that is not modified while mapped (see above).
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
         let bytes = if map.starts_with(&GZIP_MAGIC) {
             Bytes::Heap(decompress(path, &map, kind)?)
