@@ -23,8 +23,9 @@ pub struct Args {
     /// Seed of the train/validation split (default: the model file's `split_seed`, else 0).
     #[arg(long)]
     pub split_seed: Option<u64>,
-    /// When a conv channel counts as on for an input: `majority` of its positions or `any`.
-    #[arg(long, default_value = "majority")]
+    /// When a conv channel counts as on for an input: `above-mean` (more positions fire
+    /// than on average for that channel), `majority` of its positions, or `any`.
+    #[arg(long, default_value = "above-mean")]
     pub decision: String,
     /// Print one JSON object per layer, then a summary object, instead of a table.
     #[arg(long)]
@@ -34,9 +35,10 @@ pub struct Args {
 /// Parses `--decision`.
 pub fn decision(name: &str) -> anyhow::Result<ConvDecision> {
     match name {
+        "above-mean" => Ok(ConvDecision::AboveMean),
         "majority" => Ok(ConvDecision::Majority),
         "any" => Ok(ConvDecision::Any),
-        other => bail!("--decision {other}: expected `majority` or `any`"),
+        other => bail!("--decision {other}: expected `above-mean`, `majority` or `any`"),
     }
 }
 

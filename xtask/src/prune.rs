@@ -77,8 +77,8 @@ pub struct Args {
     /// Seed of the train/validation split (default: the model file's `split_seed`, else 0).
     #[arg(long)]
     pub split_seed: Option<u64>,
-    /// When a conv channel counts as on for an input: `majority` or `any`.
-    #[arg(long, default_value = "majority")]
+    /// When a conv channel counts as on for an input: `above-mean`, `majority` or `any`.
+    #[arg(long, default_value = "above-mean")]
     pub decision: String,
     /// Prune only these prunable layers (comma-separated, 0 = first hidden layer).
     #[arg(long, value_delimiter = ',')]

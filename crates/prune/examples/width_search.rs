@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         max_rounds: 12,
         strategy,
         train: TrainConfig { epochs, lr, schedule: Schedule::Cosine, ..cfg },
-        decision: ConvDecision::Majority,
+        decision: ConvDecision::AboveMean,
     };
     let report = activation_guided(&wide, &mnist.train, &split.train, &val, &g)?;
     let total: usize = report.rounds[0].widths.iter().sum();

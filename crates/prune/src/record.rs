@@ -148,6 +148,9 @@ pub fn record(
         status.labels.extend(labels);
         status.predictions.extend(predictions);
     }
+    for l in &mut status.layers {
+        l.decide_above_mean();
+    }
     Ok(status)
 }
 
@@ -237,6 +240,11 @@ mod tests {
         let st2 = record(&m, &Data { batch: 7, ..data }, ConvDecision::Majority).unwrap();
         assert_eq!(st1, st2);
         st1.validate().unwrap();
+        let above = record(&m, &Data { batch: 9, ..data }, ConvDecision::AboveMean).unwrap();
+        let above1 = one.install(|| record(&m, &data, ConvDecision::AboveMean)).unwrap();
+        assert_eq!(above, above1);
+        assert_eq!(above.layers[0].on_counts, st1.layers[0].on_counts);
+        assert!(above.layers[0].position_counts.is_empty());
         assert_eq!(st1.inputs(), 70);
         assert_eq!(st1.labels[0], ds.label(69) as u32);
         assert_eq!(st1.layers.len(), 2);

@@ -6,10 +6,13 @@
 //! - per input, the layer's *decision pattern* as packed bits (`u64` words, neuron `j`
 //!   in word `j / 64`, bit `j % 64`): 60,000 inputs × 600 neurons is 4.5 MB.
 //!
-//! A conv channel is "on" for an input by [`ConvDecision`]; the default is
-//! [`ConvDecision::Majority`] (more than half of its positions fire) because with
-//! [`ConvDecision::Any`] nearly every channel fires somewhere on nearly every image,
-//! so every decision would have entropy ≈ 0 and carry no information.
+//! A conv channel is "on" for an input by [`ConvDecision`]. With [`ConvDecision::Any`]
+//! nearly every channel fires somewhere on nearly every image, and with
+//! [`ConvDecision::Majority`] a sparse channel (LeNet-5's second conv layer fires on
+//! ~13% of its positions) is off for every image: either way its decision has entropy
+//! 0 and says nothing. The default, [`ConvDecision::AboveMean`], calls a channel on
+//! when more of its positions fire than on average for that channel over the
+//! recorded inputs — a per-channel threshold, decided once all inputs are in.
 //!
 //! The types here are plain data: tests and criteria build them from synthetic
 //! decisions with [`LayerStatus::from_decisions`], without any model.
@@ -22,8 +25,11 @@ pub enum ConvDecision {
     /// On if any position fires.
     Any,
     /// On if more than half of its positions fire.
-    #[default]
     Majority,
+    /// On if more of its positions fire than its mean over the recorded inputs
+    /// (dense units, with one position, are on when > 0).
+    #[default]
+    AboveMean,
 }
 
 /// The activation status of one prunable layer (the output of one ReLU).
@@ -43,6 +49,9 @@ pub struct LayerStatus {
     pub decision_counts: Vec<u64>,
     /// Decision patterns, row-major `inputs × words` with `words = ceil(neurons / 64)`.
     pub bits: Vec<u64>,
+    /// While recording with [`ConvDecision::AboveMean`]: positions on per input and
+    /// neuron, row-major `inputs × neurons`; emptied by [`LayerStatus::decide_above_mean`].
+    pub position_counts: Vec<u32>,
 }
 
 impl LayerStatus {
@@ -57,6 +66,7 @@ impl LayerStatus {
             on_counts: vec![0; neurons],
             decision_counts: vec![0; neurons],
             bits: Vec::new(),
+            position_counts: Vec::new(),
         }
     }
 
@@ -129,6 +139,12 @@ impl LayerStatus {
                 let decided = match decision {
                     ConvDecision::Any => on > 0,
                     ConvDecision::Majority => 2 * on > self.positions,
+                    ConvDecision::AboveMean if self.positions == 1 => on > 0,
+                    ConvDecision::AboveMean => {
+                        // Decided in `decide_above_mean` once the mean is known.
+                        self.position_counts.push(on as u32);
+                        false
+                    }
                 };
                 if decided {
                     self.bits[start + j / 64] |= 1 << (j % 64);
@@ -156,8 +172,29 @@ impl LayerStatus {
             *a += b;
         }
         self.bits.extend_from_slice(&other.bits);
+        self.position_counts.extend_from_slice(&other.position_counts);
         self.inputs += other.inputs;
         Ok(())
+    }
+
+    /// Sets the decisions recorded with [`ConvDecision::AboveMean`]: neuron `j` is on
+    /// for input `i` when its positions on exceed `on_counts[j] / inputs`. Does nothing
+    /// when no counts are pending (dense layers, other rules).
+    pub fn decide_above_mean(&mut self) {
+        if self.position_counts.len() != self.inputs * self.neurons || self.position_counts.is_empty() {
+            return;
+        }
+        let words = self.words();
+        for (i, counts) in self.position_counts.chunks_exact(self.neurons).enumerate() {
+            for (j, &c) in counts.iter().enumerate() {
+                // c > on_counts / inputs, in integers.
+                if c as u64 * self.inputs as u64 > self.on_counts[j] {
+                    self.bits[i * words + j / 64] |= 1 << (j % 64);
+                    self.decision_counts[j] += 1;
+                }
+            }
+        }
+        self.position_counts = Vec::new();
     }
 
     /// The packed decision pattern of input `i` (`words()` words).
@@ -291,6 +328,31 @@ mod tests {
         assert_eq!(any.decision_counts, vec![1, 2]);
         assert_eq!(maj.decision_counts, vec![0, 1]);
         assert!(maj.is_on(0, 1) && !maj.is_on(1, 1));
+    }
+
+    #[test]
+    fn above_mean_uses_a_per_channel_threshold() {
+        // 3 inputs × 2 channels × 4 positions; channel 0 fires on 0, 1, 2 positions
+        // (mean 1: on only for the third input); channel 1 on 4, 4, 4 (never above).
+        let mut out = Vec::new();
+        for k in 0..3 {
+            out.extend((0..4).map(|p| if p < k { 1.0 } else { 0.0 }));
+            out.extend([1.0; 4]);
+        }
+        let mut st = LayerStatus::new(0, 2, 4);
+        st.record_batch(&out[..8], 1, ConvDecision::AboveMean).unwrap();
+        let mut rest = LayerStatus::new(0, 2, 4);
+        rest.record_batch(&out[8..], 2, ConvDecision::AboveMean).unwrap();
+        st.append(&rest).unwrap();
+        assert_eq!(st.decision_counts, vec![0, 0], "undecided until the mean is known");
+        st.decide_above_mean();
+        assert_eq!(st.decision_counts, vec![1, 0]);
+        assert!(st.is_on(2, 0) && !st.is_on(1, 0) && !st.is_on(0, 0));
+        assert!(st.position_counts.is_empty());
+        // Dense layers decide at once.
+        let mut d = LayerStatus::new(0, 2, 1);
+        d.record_batch(&[1.0, 0.0], 1, ConvDecision::AboveMean).unwrap();
+        assert_eq!(d.decision_counts, vec![1, 0]);
     }
 
     #[test]

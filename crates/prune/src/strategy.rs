@@ -206,7 +206,7 @@ mod tests {
                 rounds: 2,
                 strategy,
                 train: config(2, 3),
-                decision: ConvDecision::Majority,
+                decision: ConvDecision::AboveMean,
                 search_steps: 6,
             };
             let out = pipeline::run(&trained, &ds, &train_idx, &val, &job).unwrap();
@@ -236,7 +236,7 @@ mod tests {
             rounds: 1,
             strategy: Strategy::Finetune,
             train: config(0, 3),
-            decision: ConvDecision::Majority,
+            decision: ConvDecision::AboveMean,
             search_steps: 6,
         };
         let out = pipeline::run(&trained, &ds, &train_idx, &val, &job).unwrap();

@@ -240,7 +240,7 @@ mod tests {
             max_rounds: 6,
             strategy: Strategy::Reinit { init: Init::KaimingNormal, seed: 7 },
             train: config(3, 2),
-            decision: ConvDecision::Majority,
+            decision: ConvDecision::AboveMean,
         };
         let rep = activation_guided(&wide, &ds, &train_idx, &val, &g).unwrap();
         assert_eq!(rep.rounds[0].widths, vec![32, 32]);
