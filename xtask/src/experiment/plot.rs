@@ -263,9 +263,12 @@ fn line_chart<DB: DrawingBackend>(
         .y_label_area_size(65)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(err)?;
+    // Widths and epochs read best as whole numbers, fractions with two decimals.
+    let x_fmt = move |v: &f64| if x1 - x0 > 10.0 { format!("{v:.0}") } else { format!("{v:.2}") };
     chart
         .configure_mesh()
         .x_desc(x_desc)
+        .x_label_formatter(&x_fmt)
         .y_desc("test accuracy")
         .y_label_formatter(&|v| format!("{:.1}%", 100.0 * v))
         .draw()
@@ -388,7 +391,13 @@ fn histograms<DB: DrawingBackend>(
             .y_label_area_size(50)
             .build_cartesian_2d(0f64..1f64, 0f64..top)
             .map_err(err)?;
-        chart.configure_mesh().x_desc("firing rate").y_desc("neurons").draw().map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("firing rate")
+            .y_desc("neurons")
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()
+            .map_err(err)?;
         let color = Palette99::pick(l).to_rgba();
         chart
             .draw_series(h.iter().enumerate().map(|(b, &c)| {
