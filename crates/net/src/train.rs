@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use mnist_io::{Dataset, Normalize, shuffled, write_batch};
+use rayon::prelude::*;
 
 use crate::loss::softmax_cross_entropy;
 use crate::sgd::{Schedule, Sgd};
@@ -278,20 +279,32 @@ pub fn evaluate(
     let start = Instant::now();
     let classes = model.num_classes();
     let image_len = ds.image_len();
-    let mut images = vec![0.0f32; batch * image_len];
-    let mut labels = vec![0u32; batch];
-    let mut ws = Workspace::default();
+    // Batches run in parallel, each task with its own buffers; the per-batch sums are
+    // combined in batch order, so the figures do not depend on the thread count.
+    let per_batch = indices
+        .par_chunks(batch)
+        .map_init(
+            || (Workspace::default(), vec![0.0f32; batch * image_len], vec![0u32; batch]),
+            |(ws, images, labels), chunk| {
+                let n = chunk.len();
+                write_batch(ds, chunk, Normalize::default(), images, labels);
+                let logits = model.forward(&images[..n * image_len], n, ws)?;
+                let (loss, ok) = softmax_cross_entropy(None, logits, &labels[..n], classes);
+                let mut confusion = vec![0u64; classes * classes];
+                for (row, &label) in logits.chunks_exact(classes).zip(&labels[..n]) {
+                    confusion[label as usize * classes + argmax(row)] += 1;
+                }
+                Ok((f64::from(loss) * n as f64, ok, confusion))
+            },
+        )
+        .collect::<Result<Vec<_>, NetError>>()?;
     let mut confusion = vec![0u64; classes * classes];
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-    for chunk in indices.chunks(batch) {
-        let n = chunk.len();
-        write_batch(ds, chunk, Normalize::default(), &mut images, &mut labels);
-        let logits = model.forward(&images[..n * image_len], n, &mut ws)?;
-        let (loss, ok) = softmax_cross_entropy(None, logits, &labels[..n], classes);
-        loss_sum += f64::from(loss) * n as f64;
+    for (l, ok, c) in per_batch {
+        loss_sum += l;
         correct += ok;
-        for (row, &label) in logits.chunks_exact(classes).zip(&labels[..n]) {
-            confusion[label as usize * classes + argmax(row)] += 1;
+        for (a, b) in confusion.iter_mut().zip(c) {
+            *a += b;
         }
     }
     let seconds = start.elapsed().as_secs_f64();

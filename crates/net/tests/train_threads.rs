@@ -60,6 +60,13 @@ fn one_and_two_threads_train_bit_identically_and_learn() {
         println!("{spec}: loss {} accuracy {}", test.loss, test.accuracy);
         assert!(test.accuracy > 0.9, "{spec}: the bar task is easy, got {}", test.accuracy);
         assert_eq!(test.confusion.iter().sum::<u64>(), 200);
+        // Evaluation runs batches in parallel: the same figures for 1 and 2 threads.
+        let eval = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| evaluate(&m1, &ds, None, 7).unwrap())
+        };
+        let (e1, e2) = (eval(1), eval(2));
+        assert_eq!((e1.loss, e1.accuracy, &e1.confusion), (e2.loss, e2.accuracy, &e2.confusion));
     }
 }
 
