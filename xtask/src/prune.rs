@@ -29,18 +29,18 @@ pub struct Args {
     pub criterion: String,
     /// Remove this fraction of every hidden layer's neurons, in [0, 1); or one
     /// comma-separated ratio per hidden layer (e.g. `0.5,0.5,0.8,0.8`).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub ratio: Option<Vec<f64>>,
     /// Remove this fraction of all hidden neurons, compared across layers after
     /// normalising each layer's scores, in [0, 1).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub global: Option<f64>,
     /// Remove neurons scoring below their layer's mean − T·σ (T = 1: Hu et al.'s APoZ rule).
     #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f64>,
     /// Remove as much as possible while validation accuracy stays within D (a fraction,
     /// 0.003 = 0.3 points) of the unpruned model, in [0, 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub max_drop: Option<f64>,
     /// After pruning: finetune (keep weights), reinit (fresh weights), rewind (weights
     /// at initialisation, or from --rewind-from).
