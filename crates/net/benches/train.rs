@@ -7,13 +7,26 @@
 //! [--threads N]...` (or `cargo xtask bench train`). The data folder is
 //! `ACTPRUNE_MNIST_DIR` or `data/mnist`. Figures are medians of repeated runs (the
 //! machine is shared: other processes add noise); `--quick` trains 200 batches per run
-//! and scales to an epoch.
+//! and scales to an epoch. `epoch CPU s` is the process's CPU time for the epoch (all
+//! threads): on a busy machine, the one-thread figure is what an idle core would take.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use kernels::{Epilogue, MatMut, MatRef, Parallelism};
 use net::{Init, Model, TrainConfig, evaluate, train};
+
+/// CPU seconds (user + system, all threads) this process has used, from
+/// `/proc/self/stat` (clock ticks of 1/100 s); 0 where that file does not exist. On a
+/// busy machine the CPU time of a one-thread run is what the run takes on an idle core.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -60,8 +73,8 @@ fn main() {
     let (reps, max_batches) = if quick { (1, Some(200)) } else { (3, None) };
     if !json {
         println!(
-            "{:<8} {:>7} {:>11} {:>10} {:>13} {:>11} {:>9}",
-            "model", "threads", "epoch s", "img/s", "inference s", "GEMM peak", "of peak"
+            "{:<8} {:>7} {:>11} {:>11} {:>10} {:>13} {:>11} {:>9}",
+            "model", "threads", "epoch s", "epoch CPU s", "img/s", "inference s", "GEMM peak", "of peak"
         );
     }
     for name in &models {
@@ -75,14 +88,18 @@ fn main() {
             pool.install(|| {
                 let mut model = Model::from_spec(spec, [1, 28, 28], 10, Init::PyTorchDefault, 0).unwrap();
                 let cfg = TrainConfig { epochs: 1, max_batches, batch: 64, lr, momentum, ..TrainConfig::default() };
-                let mut epoch = Vec::new();
+                let (mut epoch, mut cpu) = (Vec::new(), Vec::new());
                 for _ in 0..reps {
+                    let c0 = cpu_seconds();
                     let r = train(&mut model, &data.train, &indices, None, &cfg, &mut ()).unwrap();
                     let e = &r.epochs[0];
                     // Scale a partial (quick) epoch to the full 60,000 images.
-                    epoch.push(e.seconds * data.train.len() as f64 / (e.images_per_second * e.seconds));
+                    let scale = data.train.len() as f64 / (e.images_per_second * e.seconds);
+                    epoch.push(e.seconds * scale);
+                    cpu.push((cpu_seconds() - c0) * scale);
                 }
                 let epoch_s = median(epoch);
+                let cpu_s = median(cpu);
                 let mut infer = Vec::new();
                 for _ in 0..if quick { 3 } else { 7 } {
                     infer.push(evaluate(&model, &data.test, None, 1000).unwrap().seconds);
@@ -95,12 +112,12 @@ fn main() {
                 let images_per_s = data.train.len() as f64 / epoch_s;
                 if json {
                     println!(
-                        "{{\"model\":\"{name}\",\"threads\":{t},\"epoch_seconds\":{epoch_s:.4},\"images_per_second\":{images_per_s:.1},\"inference_seconds\":{infer_s:.5},\"gemm_peak_gflops\":{peak:.2},\"epoch_gflops\":{achieved:.2},\"fraction_of_peak\":{:.4}}}",
+                        "{{\"model\":\"{name}\",\"threads\":{t},\"epoch_seconds\":{epoch_s:.4},\"epoch_cpu_seconds\":{cpu_s:.3},\"images_per_second\":{images_per_s:.1},\"inference_seconds\":{infer_s:.5},\"gemm_peak_gflops\":{peak:.2},\"epoch_gflops\":{achieved:.2},\"fraction_of_peak\":{:.4}}}",
                         achieved / peak
                     );
                 } else {
                     println!(
-                        "{name:<8} {t:>7} {epoch_s:>11.3} {images_per_s:>10.0} {infer_s:>13.4} {peak:>8.1} GF {:>8.1}%",
+                        "{name:<8} {t:>7} {epoch_s:>11.3} {cpu_s:>11.3} {images_per_s:>10.0} {infer_s:>13.4} {peak:>8.1} GF {:>8.1}%",
                         100.0 * achieved / peak
                     );
                 }
