@@ -414,6 +414,15 @@ mod tests {
     }
 
     #[test]
+    fn datasets_can_be_shared_between_threads() {
+        // Training and recording read one dataset from several rayon threads.
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Dataset>();
+        shareable::<Mnist>();
+        shareable::<IdxError>();
+    }
+
+    #[test]
     fn mnist_open_names_the_missing_file() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "train-images-idx3-ubyte", &images_bytes(1, 1, 1));
