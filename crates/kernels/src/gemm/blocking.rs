@@ -14,7 +14,10 @@
 //!   FMAs per 11 loads, inside the two-FMA, two-or-three-load budget of a cycle. BLIS
 //!   uses 32 × 12 on Skylake-X (24 FMAs per 14 loads); 48 × 8 measured ~5–10% faster
 //!   here and fits this project's shapes better: n = 64 (MLP batch) and n = 16 (conv2)
-//!   are whole multiples of 8, where 12 wastes 11% and 33% of a tile. AVX2 (16 ymm) uses
+//!   are whole multiples of 8, where 12 wastes 11% and 33% of a tile. The `gemm`
+//!   crate's 64 × 6 (4 vectors, 10 loads per 24 FMAs) measured the same as 48 × 8
+//!   within noise on these shapes (`MV`/`NR` in `microkernel.rs`; the edge dispatch in
+//!   `driver.rs` already handles `MV = 4`). AVX2 (16 ymm) uses
 //!   16 × 6 (12 + 2 + 1 = 15 registers) and the portable path 8 × 6 on 16 xmm registers.
 //! * `KC` cuts LOOP 4 (the `k` dimension) and sizes the B micro-panel `KC × NR` that
 //!   stays in L1 while LOOP 1 streams A micro-panels past it: 512 · 8 · 4 B = 16 KiB,

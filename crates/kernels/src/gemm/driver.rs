@@ -259,6 +259,7 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
                             match rows.div_ceil(LANES) {
                                 1 => tile::<1>(kc, a_panel, a_step, b_panel, NR, &out),
                                 2 if MV > 2 => tile::<2>(kc, a_panel, a_step, b_panel, NR, &out),
+                                3 if MV > 3 => tile::<3>(kc, a_panel, a_step, b_panel, NR, &out),
                                 _ => tile::<MV>(kc, a_panel, a_step, b_panel, NR, &out),
                             }
                         }
