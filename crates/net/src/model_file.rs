@@ -56,7 +56,31 @@ pub fn save(model: &Model, path: &Path, extra_metadata: &BTreeMap<String, String
         .collect::<Result<Vec<_>, _>>()?;
     let bytes =
         safetensors::serialize(views, Some(meta)).map_err(|e| file_error(path, vec![e.to_string()]))?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &canonical_header(bytes))
+}
+
+/// safetensors writes the metadata in `HashMap` order, which differs from one map to
+/// the next, so the same model gave different files. The header is rewritten with its
+/// keys sorted: the same entries give a JSON text of the same length, so the data
+/// offsets stay valid. Bytes that are not as expected are returned unchanged.
+fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    type Header = BTreeMap<String, BTreeMap<String, serde_json::Value>>;
+    let Some(n) = bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes) else {
+        return bytes;
+    };
+    let Some(end) = usize::try_from(n).ok().and_then(|n| n.checked_add(8)).filter(|&e| e <= bytes.len())
+    else {
+        return bytes;
+    };
+    let Ok(sorted) = serde_json::from_slice::<Header>(&bytes[8..end]) else { return bytes };
+    let Ok(mut json) = serde_json::to_vec(&sorted) else { return bytes };
+    if json.len() > end - 8 {
+        return bytes;
+    }
+    // safetensors pads the header with spaces to a multiple of 8 bytes; so do we.
+    json.resize(end - 8, b' ');
+    bytes[8..end].copy_from_slice(&json);
+    bytes
 }
 
 fn bytes_of(v: &[f32]) -> Vec<u8> {
@@ -339,5 +363,23 @@ mod tests {
             assert!(p.len() == 1 && p[0].contains("parameters"), "{spec}: {p:?}");
         }
         assert_eq!(implied_params(&crate::parse_spec("lenet5").unwrap(), [1, 28, 28]), Some(61_706));
+    }
+
+    #[test]
+    fn the_same_model_gives_the_same_file_bytes() {
+        // Found by the hardening determinism test: the metadata came out in HashMap order.
+        let dir = tempfile::tempdir().unwrap();
+        let model = lenet();
+        let extra: BTreeMap<String, String> = (0..8).map(|i| (format!("key{i}"), format!("v{i}"))).collect();
+        let files: Vec<Vec<u8>> = (0..6)
+            .map(|i| {
+                let path = dir.path().join(format!("m{i}.safetensors"));
+                save(&model, &path, &extra).unwrap();
+                std::fs::read(&path).unwrap()
+            })
+            .collect();
+        assert!(files.iter().all(|f| f == &files[0]), "the same model saved to different bytes");
+        let (back, meta) = load(&dir.path().join("m0.safetensors")).unwrap();
+        assert_eq!((back, meta), (model, extra));
     }
 }

@@ -24,7 +24,9 @@ fn valid_range(out_len: usize, len: usize, k: usize, stride: usize, pad: usize) 
     // x·s + k − p ≤ len − 1  ⇔  x ≤ ⌊(len − 1 + p − k)/s⌋.
     let hi = if len + pad > k { ((len - 1 + pad - k) / stride + 1).min(out_len) } else { 0 };
     let hi = hi.max(lo);
-    let first_in = (lo * stride + k).saturating_sub(pad);
+    // An empty range reads nothing; its start may lie past the input (a 1-pixel row
+    // padded by 1 with stride 4 gives 3), and the callers slice `src[first_in..]`.
+    let first_in = if hi > lo { (lo * stride + k).saturating_sub(pad) } else { 0 };
     ValidRange { lo, hi, first_in }
 }
 
@@ -134,6 +136,8 @@ mod tests {
                                     assert_eq!(r.first_in, pos as usize);
                                 }
                             }
+                            // Callers slice the input row from `first_in`, even for an empty range.
+                            assert!(r.first_in < len, "len {len} k {k} s {stride} p {pad}");
                         }
                     }
                 }
