@@ -133,7 +133,7 @@ pub unsafe fn tile<const M: usize>(
         // of the `cols` valid columns stays inside the tile the caller vouched for.
         unsafe { store_vectors(&acc, out) };
     } else if NR == 8
-        && LANES % 8 == 0
+        && LANES.is_multiple_of(8)
         && out.rows == M * LANES
         && out.c_cs == 1
         && (out.mask.is_null() || out.mask_cs == 1)
