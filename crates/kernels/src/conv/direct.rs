@@ -237,7 +237,7 @@ fn forward_image(
 ) {
     let ob_max = if plan.nv == 1 { tile::FWD_OB_ONE_VECTOR } else { tile::FWD_OB_TWO_VECTORS };
     // Rows in steps of `FWD_RY`, then the leftover rows one at a time.
-    let paired = plan.oh - plan.oh % tile::FWD_RY;
+    let paired = round_down(plan.oh, tile::FWD_RY);
     let mut o0 = 0;
     while o0 < plan.o {
         let ob = ob_max.min(plan.o - o0);
@@ -254,6 +254,12 @@ fn forward_image(
         }
         o0 += ob;
     }
+}
+
+/// `x` rounded down to a multiple of `m` (a function, not an inline `%`, so that the
+/// builds where `m` is the constant 1 compile without a `modulo_one` lint).
+fn round_down(x: usize, m: usize) -> usize {
+    x - x % m
 }
 
 /// What the forward tile kernel reads.
