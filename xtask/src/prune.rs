@@ -159,7 +159,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let criterion = prune::criteria::by_name(&args.criterion, args.seed)
         .map_err(|e| anyhow::anyhow!("--criterion {}: {e}", args.criterion))?;
     let (model, meta) =
-        net::load(&args.model_file).with_context(|| format!("loading {}", args.model_file.display()))?;
+        net::load(&args.model_file).with_context(|| format!("--model-file {}", args.model_file.display()))?;
     let prunable = prune::surgery::prunable_layers(&model)?;
     plan.validate(prunable.len()).map_err(|e| match e {
         prune::PruneError::Shape { expected, got, .. } => {
@@ -175,6 +175,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     };
     let mnist =
         mnist_io::Mnist::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
+    let (rows, cols) = mnist.train.image_dims();
+    if model.input_shape() != [1, rows, cols] {
+        bail!(
+            "--data {}: its images are 1×{rows}×{cols}, the model of --model-file takes {:?} (C, H, W)",
+            args.data.display(),
+            model.input_shape()
+        );
+    }
     let split = validation_split(mnist.train.len(), args.validation, args.split_seed, &meta)?;
     let val = Data::new(&mnist.train, &split.validation);
     let train = TrainConfig {

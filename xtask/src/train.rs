@@ -98,13 +98,23 @@ pub fn pool(threads: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {
 
 /// Runs `cargo xtask train`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    if args.epochs == 0 {
+        bail!("--epochs 0: expected at least 1 epoch (use --max-batches for less than one)");
+    }
     let dir = data_dir(&args.data);
     let data =
         mnist_io::Mnist::open(&dir).with_context(|| format!("opening the dataset in {}", dir.display()))?;
     let (rows, cols) = data.train.image_dims();
     let classes = data.train.num_classes().max(data.test.num_classes());
     let init = parse_init(&args.init)?;
-    let mut model = Model::from_spec(&args.model, [1, rows, cols], classes, init, args.seed)?;
+    let mut model =
+        Model::from_spec(&args.model, [1, rows, cols], classes, init, args.seed).with_context(|| {
+            format!(
+                "--model {}: cannot build it for the 1×{rows}×{cols} images of --data {}",
+                args.model,
+                dir.display()
+            )
+        })?;
     let cfg = TrainConfig {
         epochs: args.epochs,
         max_batches: args.max_batches,
