@@ -91,53 +91,36 @@ pub struct GemmArgs {
 
 /// Runs the chosen benchmark.
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    let threads = |t: &[usize]| t.iter().map(usize::to_string).collect::<Vec<_>>();
     match &args.what {
         What::Gemm(g) => {
-            let mut forward = Vec::new();
-            for (flag, on) in [("--json", g.json), ("--quick", g.quick), ("--cpu-time", g.cpu_time)] {
-                if on {
-                    forward.push(flag.to_string());
-                }
-            }
-            for s in &g.shape {
-                forward.extend(["--shape".to_string(), s.clone()]);
-            }
-            for t in &g.threads {
-                forward.extend(["--threads".to_string(), t.to_string()]);
-            }
-            cargo_bench("kernels", "gemm", &forward)
+            let switches = [("--json", g.json), ("--quick", g.quick), ("--cpu-time", g.cpu_time)];
+            let repeated = [("--shape", g.shape.clone()), ("--threads", threads(&g.threads))];
+            cargo_bench("kernels", "gemm", &forwarded(&switches, &repeated))
         }
         What::Train(t) => {
-            let mut forward = Vec::new();
-            for (flag, on) in [("--json", t.json), ("--quick", t.quick)] {
-                if on {
-                    forward.push(flag.to_string());
-                }
-            }
-            for m in &t.model {
-                forward.extend(["--model".to_string(), m.clone()]);
-            }
-            for n in &t.threads {
-                forward.extend(["--threads".to_string(), n.to_string()]);
-            }
-            cargo_bench("net", "train", &forward)
+            let switches = [("--json", t.json), ("--quick", t.quick)];
+            let repeated = [("--model", t.model.clone()), ("--threads", threads(&t.threads))];
+            cargo_bench("net", "train", &forwarded(&switches, &repeated))
         }
         What::Conv(c) => {
-            let mut forward = Vec::new();
-            for (flag, on) in [("--json", c.json), ("--quick", c.quick), ("--cpu-time", c.cpu_time)] {
-                if on {
-                    forward.push(flag.to_string());
-                }
-            }
-            for name in &c.case {
-                forward.extend(["--case".to_string(), name.clone()]);
-            }
-            for t in &c.threads {
-                forward.extend(["--threads".to_string(), t.to_string()]);
-            }
-            cargo_bench("kernels", "conv", &forward)
+            let switches = [("--json", c.json), ("--quick", c.quick), ("--cpu-time", c.cpu_time)];
+            let repeated = [("--case", c.case.clone()), ("--threads", threads(&c.threads))];
+            cargo_bench("kernels", "conv", &forwarded(&switches, &repeated))
         }
     }
+}
+
+/// The bench binary's arguments: each switch that is on, then `flag value` for every
+/// value of each repeatable option, in the order given.
+fn forwarded(switches: &[(&str, bool)], repeated: &[(&str, Vec<String>)]) -> Vec<String> {
+    let mut out: Vec<String> = switches.iter().filter(|(_, on)| *on).map(|(f, _)| f.to_string()).collect();
+    for (flag, values) in repeated {
+        for v in values {
+            out.extend([flag.to_string(), v.clone()]);
+        }
+    }
+    out
 }
 
 /// `cargo bench -p <package> --bench <bench> -- <args>` from the workspace root.
@@ -153,4 +136,21 @@ fn cargo_bench(package: &str, bench: &str, args: &[String]) -> anyhow::Result<()
         bail!("benchmark {package}/{bench} failed ({status})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded;
+
+    #[test]
+    fn forwards_switches_that_are_on_then_each_repeated_value() {
+        let args = forwarded(
+            &[("--json", false), ("--quick", true), ("--cpu-time", true)],
+            &[("--case", vec!["conv1_fwd".into(), "conv2_bwd".into()]), ("--threads", vec!["2".into()])],
+        );
+        assert_eq!(
+            args,
+            ["--quick", "--cpu-time", "--case", "conv1_fwd", "--case", "conv2_bwd", "--threads", "2"]
+        );
+    }
 }
