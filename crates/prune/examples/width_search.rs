@@ -22,12 +22,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         PathBuf::from(args.first().ok_or("usage: width_search DIR [SPEC] [CRITERION] [AMOUNT] [EPOCHS]")?);
     let spec = args.get(1).map_or("mlp:784-600-600-10", String::as_str);
     let criterion = prune::criteria::by_name(args.get(2).map_or("apoz", String::as_str), 0)?;
-    // A fraction per round, `maxdrop:D` (as much as stays within D before retraining)
+    // A fraction per round, `global:R` (R of all hidden neurons, layers compared by
+    // their normalised scores), `maxdrop:D` (as much as stays within D before retraining)
     // or `threshold:T` (below the layer's mean − T·σ).
     let amount = match args.get(3).map(String::as_str) {
         None => Amount::Ratio(0.3),
         Some(s) if s.starts_with("maxdrop:") => Amount::MaxDrop(s["maxdrop:".len()..].parse()?),
         Some(s) if s.starts_with("threshold:") => Amount::Threshold(s["threshold:".len()..].parse()?),
+        Some(s) if s.starts_with("global:") => Amount::Global(s["global:".len()..].parse()?),
         Some(s) => Amount::Ratio(s.parse()?),
     };
     let epochs: usize = args.get(4).map_or(Ok(3), |s| s.parse())?;

@@ -45,6 +45,19 @@ pub struct RunConfig {
     pub momentum: f32,
     /// The seed of initialisation, data order and splits.
     pub seed: u64,
+    /// Learning-rate schedule of every training phase, as `cargo xtask train --schedule`
+    /// reads it (`constant`, `cosine`, `step:EVERY:GAMMA`). Appended in recipe versions 2;
+    /// left out of the JSON when `constant`, so the ids of earlier runs do not change.
+    #[serde(default = "constant", skip_serializing_if = "is_constant")]
+    pub lr_schedule: String,
+}
+
+fn constant() -> String {
+    "constant".into()
+}
+
+fn is_constant(s: &str) -> bool {
+    s == "constant"
 }
 
 impl RunConfig {
@@ -91,6 +104,7 @@ pub(crate) fn sample(seed: u64, width: usize) -> RunConfig {
         lr: 0.01,
         momentum: 0.05,
         seed,
+        lr_schedule: constant(),
     }
 }
 
@@ -108,6 +122,12 @@ mod tests {
         let mut b = a.clone();
         b.lr = 0.02;
         assert_ne!(a.id(), b.id());
+        let mut c = a.clone();
+        c.lr_schedule = "cosine".into();
+        assert_ne!(a.id(), c.id());
+        // A constant schedule is not serialised: ids from before the field existed hold.
+        assert!(!a.canonical_json().contains("lr_schedule"));
+        assert_eq!(serde_json::from_str::<RunConfig>(&a.canonical_json()).unwrap(), a);
         // Pinned: a change here means every stored result would silently stop resuming.
         assert_eq!(short_hash(b"actprune"), "78c81a5a875b7427");
     }

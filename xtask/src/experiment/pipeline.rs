@@ -59,24 +59,50 @@ impl TrainObserver for EpochTimes {
 enum Schedule {
     None,
     Amount(Amount),
-    Search(f64),
+    /// Activation-guided search: the accuracy drop δ, and what one round removes.
+    Search(f64, Amount),
 }
 
 fn parse_schedule(s: &str) -> anyhow::Result<Schedule> {
     let num = |v: &str| v.parse::<f64>().with_context(|| format!("schedule `{s}`: `{v}` is not a number"));
+    let amount = |kind: &str, v: &str| -> anyhow::Result<Option<Amount>> {
+        Ok(Some(match kind {
+            "ratio" => Amount::Ratio(num(v)?),
+            "global" => Amount::Global(num(v)?),
+            "threshold" => Amount::Threshold(num(v)?),
+            "max-drop" => Amount::MaxDrop(num(v)?),
+            _ => return Ok(None),
+        }))
+    };
+    let unknown = || {
+        anyhow::anyhow!(
+            "unknown schedule `{s}` (none, ratio:R, global:R, threshold:T, max-drop:D, search:D, \
+             search:D:ratio:R, search:D:global:R, search:D:threshold:T)"
+        )
+    };
     Ok(match s.split_once(':') {
         None if s == "none" => Schedule::None,
-        Some(("ratio", v)) => Schedule::Amount(Amount::Ratio(num(v)?)),
-        Some(("global", v)) => Schedule::Amount(Amount::Global(num(v)?)),
-        Some(("threshold", v)) => Schedule::Amount(Amount::Threshold(num(v)?)),
-        Some(("max-drop", v)) => Schedule::Amount(Amount::MaxDrop(num(v)?)),
-        Some(("search", v)) => Schedule::Search(num(v)?),
-        _ => bail!("unknown schedule `{s}` (none, ratio:R, global:R, threshold:T, max-drop:D, search:D)"),
+        Some(("search", rest)) => match rest.split_once(':') {
+            // Version-1 recipes wrote `search:D`: 30% of every layer per round.
+            None => Schedule::Search(num(rest)?, Amount::Ratio(0.3)),
+            Some((delta, round)) => {
+                let (kind, v) = round.split_once(':').ok_or_else(unknown)?;
+                match amount(kind, v)? {
+                    Some(Amount::MaxDrop(_)) | None => return Err(unknown()),
+                    Some(a) => Schedule::Search(num(delta)?, a),
+                }
+            }
+        },
+        Some((kind, v)) => Schedule::Amount(amount(kind, v)?.ok_or_else(unknown)?),
+        None => return Err(unknown()),
     })
 }
 
 /// The training config of `epochs` (fractional: whole epochs plus a batch budget) for `c`.
-fn train_config(c: &RunConfig, epochs: f64, images: usize, seed: u64) -> TrainConfig {
+///
+/// # Errors
+/// An unknown `lr_schedule`.
+fn train_config(c: &RunConfig, epochs: f64, images: usize, seed: u64) -> anyhow::Result<TrainConfig> {
     let per_epoch = images.div_ceil(c.batch.max(1));
     let whole = epochs.ceil() as usize;
     let max_batches = if epochs.fract() == 0.0 {
@@ -84,16 +110,17 @@ fn train_config(c: &RunConfig, epochs: f64, images: usize, seed: u64) -> TrainCo
     } else {
         Some(((epochs * per_epoch as f64).round() as usize).max(1))
     };
-    TrainConfig {
+    Ok(TrainConfig {
         epochs: whole,
         max_batches,
         batch: c.batch,
         lr: c.lr,
         momentum: c.momentum,
+        schedule: crate::train::parse_schedule(&c.lr_schedule)?,
         seed,
         progress: false,
         ..TrainConfig::default()
-    }
+    })
 }
 
 /// A histogram of `rates` (each in [0, 1]) in `FIRING_BINS` bins.
@@ -127,20 +154,21 @@ impl Executor for Pipeline<'_> {
         // Pre-training, cached.
         bar.set_message(format!("{} seed {}: pre-training", c.model, c.seed));
         let initial = Model::from_spec(&c.model, input, classes, init, c.seed)?;
-        let key = short_hash(
-            serde_json::json!([
-                c.model,
-                c.pretrain_epochs,
-                c.train_images,
-                c.validation,
-                c.batch,
-                c.lr,
-                c.momentum,
-                c.seed
-            ])
-            .to_string()
-            .as_bytes(),
-        );
+        let mut key_fields = serde_json::json!([
+            c.model,
+            c.pretrain_epochs,
+            c.train_images,
+            c.validation,
+            c.batch,
+            c.lr,
+            c.momentum,
+            c.seed
+        ]);
+        if c.lr_schedule != "constant" {
+            // Only then: the caches of sweeps from before the field existed stay valid.
+            key_fields.as_array_mut().expect("an array").push(c.lr_schedule.clone().into());
+        }
+        let key = short_hash(key_fields.to_string().as_bytes());
         let cache = dir.join("models").join(format!("{key}.safetensors"));
         let model = match net::load(&cache) {
             Ok((m, meta)) => {
@@ -150,7 +178,7 @@ impl Executor for Pipeline<'_> {
             }
             Err(_) => {
                 let mut m = initial.clone();
-                let cfg = train_config(c, c.pretrain_epochs, train_idx.len(), c.seed);
+                let cfg = train_config(c, c.pretrain_epochs, train_idx.len(), c.seed)?;
                 let mut times = EpochTimes::default();
                 net::train(&mut m, train_ds, &train_idx, None, &cfg, &mut times)?;
                 std::fs::create_dir_all(cache.parent().expect("cache has a parent"))?;
@@ -173,7 +201,7 @@ impl Executor for Pipeline<'_> {
         metrics.firing_histograms =
             status.layers.iter().map(|l| histogram((0..l.neurons).map(|j| l.firing_rate(j)))).collect();
 
-        let retrain = train_config(c, c.retrain_epochs as f64, train_idx.len(), c.seed.wrapping_add(1));
+        let retrain = train_config(c, c.retrain_epochs as f64, train_idx.len(), c.seed.wrapping_add(1))?;
         let strategy = match c.strategy.as_str() {
             "finetune" | "none" => Strategy::Finetune,
             "reinit" => Strategy::Reinit { init, seed: c.seed.wrapping_add(0x5EED) },
@@ -211,11 +239,11 @@ impl Executor for Pipeline<'_> {
                 }
                 next
             }
-            Schedule::Search(delta) => {
+            Schedule::Search(delta, per_round) => {
                 let criterion = criteria::by_name(&c.criterion, c.seed)?;
                 let g = Guided {
                     criterion: criterion.as_ref(),
-                    plan: Plan::new(Amount::Ratio(0.3)),
+                    plan: Plan::new(per_round),
                     delta,
                     max_rounds: 8,
                     strategy,
@@ -258,7 +286,17 @@ mod tests {
             matches!(parse_schedule("ratio:0.5").unwrap(), Schedule::Amount(Amount::Ratio(r)) if r == 0.5)
         );
         assert!(matches!(parse_schedule("max-drop:0.005").unwrap(), Schedule::Amount(Amount::MaxDrop(_))));
-        assert!(matches!(parse_schedule("search:0.003").unwrap(), Schedule::Search(d) if d == 0.003));
+        assert!(matches!(
+            parse_schedule("search:0.003").unwrap(),
+            Schedule::Search(d, Amount::Ratio(r)) if d == 0.003 && r == 0.3
+        ));
+        assert!(matches!(
+            parse_schedule("search:0.005:threshold:0.5").unwrap(),
+            Schedule::Search(d, Amount::Threshold(t)) if d == 0.005 && t == 0.5
+        ));
+        assert!(parse_schedule("search:0.005:max-drop:0.1").is_err());
+        assert!(parse_schedule("search:0.005:half").is_err());
+        assert!(parse_schedule("search:x").is_err());
         assert!(parse_schedule("ratio:x").is_err());
         assert!(parse_schedule("half").is_err());
     }
@@ -266,9 +304,9 @@ mod tests {
     #[test]
     fn fractional_epochs_become_a_batch_budget() {
         let c = crate::experiment::config::sample(1, 100);
-        let quarter = train_config(&c, 0.25, 6400, 1);
+        let quarter = train_config(&c, 0.25, 6400, 1).unwrap();
         assert_eq!((quarter.epochs, quarter.max_batches), (1, Some(25)));
-        let two = train_config(&c, 2.0, 6400, 1);
+        let two = train_config(&c, 2.0, 6400, 1).unwrap();
         assert_eq!((two.epochs, two.max_batches, two.lr, two.momentum), (2, None, 0.01, 0.05));
     }
 

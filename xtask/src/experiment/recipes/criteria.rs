@@ -72,6 +72,7 @@ fn expand(plan: &Plan) -> Vec<RunConfig> {
                             lr: *lr,
                             momentum: *momentum,
                             seed,
+                            lr_schedule: "constant".into(),
                         });
                     }
                 }

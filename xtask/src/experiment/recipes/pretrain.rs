@@ -44,6 +44,7 @@ fn expand(plan: &Plan) -> Vec<RunConfig> {
                 lr: 0.01,
                 momentum: 0.05,
                 seed,
+                lr_schedule: "constant".into(),
             });
         }
     }
