@@ -8,7 +8,7 @@ pub enum KernelError {
         "matrix `{name}` of {rows} × {cols} with strides ({row_stride}, {col_stride}) needs {needed} elements, slice has {len}"
     )]
     ViewOutOfBounds {
-        /// Which operand (`"a"`, `"b"`, `"c"`, `"mask"`).
+        /// Which operand (`"input"` or `"output"` for a view, `"a"`, `"b"`, `"c"`, `"mask"` in gemm).
         name: &'static str,
         /// Rows of the view.
         rows: usize,

@@ -85,7 +85,8 @@ impl<'a> MatRef<'a> {
         row_stride: usize,
         col_stride: usize,
     ) -> Result<Self, KernelError> {
-        check_view("a", data.len(), rows, cols, row_stride, col_stride)?;
+        // The view does not know its role in a product; gemm's own checks name a, b and c.
+        check_view("input", data.len(), rows, cols, row_stride, col_stride)?;
         Ok(Self { data, rows, cols, row_stride, col_stride })
     }
 
@@ -138,6 +139,32 @@ impl<'a> MatRef<'a> {
     }
 }
 
+/// Whether two distinct elements `(i, j) ≠ (i', j')` of a `rows × cols` view share an
+/// address: `(i − i')·rs = (j' − j)·cs` has its smallest non-zero solution at
+/// `|i − i'| = cs / gcd`, `|j − j'| = rs / gcd`, so they alias exactly when both fit.
+/// An empty view holds no element and never aliases.
+fn self_aliased(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> bool {
+    if rows == 0 || cols == 0 {
+        return false;
+    }
+    match (row_stride, col_stride) {
+        (0, _) if rows > 1 => true,
+        (_, 0) if cols > 1 => true,
+        (0, _) | (_, 0) => false,
+        (rs, cs) => {
+            let g = gcd(rs, cs);
+            cs / g < rows && rs / g < cols
+        }
+    }
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
 impl<'a> MatMut<'a> {
     /// A `rows × cols` mutable view; rejects views that run past the slice or alias
     /// themselves (two elements at one address would make the result depend on order).
@@ -148,11 +175,8 @@ impl<'a> MatMut<'a> {
         row_stride: usize,
         col_stride: usize,
     ) -> Result<Self, KernelError> {
-        check_view("c", data.len(), rows, cols, row_stride, col_stride)?;
-        let aliased = (rows > 1 && row_stride == 0)
-            || (cols > 1 && col_stride == 0)
-            || (rows > 1 && cols > 1 && row_stride == col_stride);
-        if aliased {
+        check_view("output", data.len(), rows, cols, row_stride, col_stride)?;
+        if self_aliased(rows, cols, row_stride, col_stride) {
             return Err(KernelError::AliasedOutput { rows, cols, row_stride, col_stride });
         }
         Ok(Self { data, rows, cols, row_stride, col_stride })
@@ -381,4 +405,45 @@ pub fn gemm(
     // view does not alias itself (`MatMut::new` rejects that).
     unsafe { driver::run(problem, parallelism == Parallelism::Rayon) };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Brute force: some address taken twice.
+    fn aliased_by_enumeration(rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
+        let mut seen = std::collections::HashSet::new();
+        (0..rows).any(|i| (0..cols).any(|j| !seen.insert(i * rs + j * cs)))
+    }
+
+    #[test]
+    fn self_aliasing_matches_enumeration_on_every_small_view() {
+        for rows in 0..6 {
+            for cols in 0..6 {
+                for rs in 0..8 {
+                    for cs in 0..8 {
+                        assert_eq!(
+                            self_aliased(rows, cols, rs, cs),
+                            aliased_by_enumeration(rows, cols, rs, cs),
+                            "{rows} × {cols} with strides ({rs}, {cs})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn views_accept_empty_and_interleaved_shapes_and_reject_aliases() {
+        let mut buf = vec![0.0f32; 12];
+        assert!(MatMut::new(&mut buf, 2, 0, 0, 1).is_ok(), "an empty view holds nothing to alias");
+        // Offsets {0, 2, 4} and {3, 5, 7}: interleaved, distinct.
+        assert!(MatMut::new(&mut buf, 2, 3, 3, 2).is_ok());
+        assert!(matches!(MatMut::new(&mut buf, 3, 3, 2, 1), Err(KernelError::AliasedOutput { .. })));
+        let err = MatRef::new(&buf, 4, 4, 4, 1).unwrap_err();
+        assert!(err.to_string().contains("`input`"), "{err}");
+        let err = MatMut::new(&mut buf, 4, 4, 4, 1).unwrap_err();
+        assert!(err.to_string().contains("`output`"), "{err}");
+    }
 }
