@@ -112,7 +112,18 @@ pub fn source_for(from: Option<PathBuf>, mirror: Option<String>, env: Option<OsS
 /// right hash. Stops at the first file that no origin gives correctly; files fetched
 /// before it stay (they are verified).
 pub fn fetch(plan: &Plan) -> anyhow::Result<Outcome> {
+    let created = !plan.dest.exists();
     std::fs::create_dir_all(&plan.dest).with_context(|| format!("cannot create {}", plan.dest.display()))?;
+    let result = fetch_into(plan);
+    if result.is_err() && created {
+        // Leave no empty folder behind that looks like a dataset; `remove_dir` only
+        // removes it when empty, so files already verified stay.
+        let _ = std::fs::remove_dir(&plan.dest);
+    }
+    result
+}
+
+fn fetch_into(plan: &Plan) -> anyhow::Result<Outcome> {
     let agent = source::agent();
     let mut outcome = Outcome::default();
     for entry in &plan.manifest.entries {

@@ -201,6 +201,19 @@ fn every_mirror_failing_lists_each_error() {
 }
 
 #[test]
+fn a_failed_fetch_removes_the_folder_it_created_but_not_one_that_existed() {
+    let missing = Server::start(Reply::NotFound);
+    let parent = tempfile::tempdir().unwrap();
+    let fresh = parent.path().join("new").join("mnist");
+    let source = Source::Mirrors(vec![missing.url.clone()]);
+    assert!(fetch(&plan(&[LABELS], source.clone(), &fresh)).is_err());
+    assert!(!fresh.exists(), "an empty folder would look like a dataset");
+    let existing = tempfile::tempdir().unwrap();
+    assert!(fetch(&plan(&[LABELS], source, existing.path())).is_err());
+    assert!(existing.path().is_dir(), "a folder the user made is never removed");
+}
+
+#[test]
 fn an_offline_folder_of_gz_files_gives_all_four_files() {
     let dest = tempfile::tempdir().unwrap();
     let plan = Plan {
