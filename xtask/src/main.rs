@@ -53,8 +53,21 @@ enum Command {
     Eval(eval::Args),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole chain of causes on one line. The `{:?}` that
+            // `main() -> Result` uses would add a backtrace whenever RUST_BACKTRACE is set,
+            // burying the message that names the file, field and expected value.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::FetchMnist(args) => fetch_mnist::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
         Command::Test(args) => test::run(&args),
