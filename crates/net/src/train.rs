@@ -6,6 +6,7 @@
 //! last partial batch is kept. Nothing is allocated per batch: the [`Workspace`], the
 //! batch buffers and the momentum state are sized once.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use mnist_io::{Dataset, Normalize, shuffled, write_batch};
@@ -279,14 +280,21 @@ pub fn evaluate(
     let start = Instant::now();
     let classes = model.num_classes();
     let image_len = ds.image_len();
-    // Batches run in parallel, each task with its own buffers; the per-batch sums are
-    // combined in batch order, so the figures do not depend on the thread count.
+    // Batches run in parallel; the per-batch sums are combined in batch order, so the
+    // figures do not depend on the thread count. Rayon calls `map_init`'s init once per
+    // split job (about one per batch), so the buffers come from a pool instead of being
+    // allocated and zero-filled for every batch (which cost as much as a pruned
+    // model's arithmetic).
+    let pool = BufferPool::default();
     let per_batch = indices
         .par_chunks(batch)
         .map_init(
-            || (Workspace::default(), vec![0.0f32; batch * image_len], vec![0u32; batch]),
-            |(ws, images, labels), chunk| {
+            || pool.take(),
+            |bufs, chunk| {
+                let Buffers { ws, images, labels } = bufs.get();
                 let n = chunk.len();
+                images.resize(batch * image_len, 0.0);
+                labels.resize(batch, 0);
                 write_batch(ds, chunk, Normalize::default(), images, labels);
                 let logits = model.forward(&images[..n * image_len], n, ws)?;
                 let (loss, ok) = softmax_cross_entropy(None, logits, &labels[..n], classes);
@@ -317,6 +325,46 @@ pub fn evaluate(
         seconds,
         images_per_second: images as f64 / seconds.max(1e-9),
     })
+}
+
+/// The buffers of one evaluation task: a workspace and one batch of images and labels.
+#[derive(Default)]
+struct Buffers {
+    ws: Workspace,
+    images: Vec<f32>,
+    labels: Vec<u32>,
+}
+
+/// Buffers shared by the tasks of one [`evaluate`]: a task takes a set (or a new, empty
+/// one) and gives it back when rayon drops its state.
+#[derive(Default)]
+struct BufferPool(Mutex<Vec<Buffers>>);
+
+impl BufferPool {
+    fn take(&self) -> Pooled<'_> {
+        let bufs = self.0.lock().map(|mut v| v.pop()).unwrap_or_default().unwrap_or_default();
+        Pooled { pool: self, bufs: Some(bufs) }
+    }
+}
+
+/// A set of buffers on loan from a [`BufferPool`]; returned to it on drop.
+struct Pooled<'a> {
+    pool: &'a BufferPool,
+    bufs: Option<Buffers>,
+}
+
+impl Pooled<'_> {
+    fn get(&mut self) -> &mut Buffers {
+        self.bufs.get_or_insert_with(Buffers::default)
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let (Some(b), Ok(mut pool)) = (self.bufs.take(), self.pool.0.lock()) {
+            pool.push(b);
+        }
+    }
 }
 
 /// Index of the first maximum (the same rule as the loss's accuracy count).
