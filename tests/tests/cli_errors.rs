@@ -78,6 +78,9 @@ fn invalid_values_name_the_flag_and_the_accepted_range() {
     // Zero epochs of training.
     let line = first_error_line(&["train", "--epochs", "0", "--data", s(&data), "--out", s(&out)]);
     assert_names(&line, &["--epochs", "0", "at least 1"]);
+    // More images held out than the dataset has.
+    let line = first_error_line(&["train", "--validation", "1000000", "--data", s(&data), "--out", s(&out)]);
+    assert_names(&line, &["--validation", "1000000", "fewer than"]);
     // A missing file.
     let missing = dir.path().join("missing.safetensors");
     assert_names(&prune(&["--ratio", "0.5"], &data, &missing), &["--model-file", "missing.safetensors"]);

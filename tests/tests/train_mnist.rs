@@ -40,6 +40,7 @@ fn cli_trained_model_reloads_with_state_dict_names_and_metadata() -> anyhow::Res
         .current_dir(project_root())
         .args(["run", "--release", "-q", "-p", "xtask", "--", "train", "--model", "lenet5", "--epochs", "1"])
         .args(["--max-batches", "100", "--lr", "0.05", "--momentum", "0.9", "--seed", "3", "--threads", "2"])
+        .args(["--validation", "5000"])
         .arg("--data")
         .arg(mnist_dir())
         .arg("--out")
@@ -63,6 +64,8 @@ fn cli_trained_model_reloads_with_state_dict_names_and_metadata() -> anyhow::Res
     assert_eq!(meta["input_shape"], "1,28,28");
     assert_eq!(meta["num_classes"], "10");
     assert_eq!(meta["format"], "pt");
+    // The held-out split, for `prune` and `inspect` to find again.
+    assert_eq!((meta["validation"].as_str(), meta["split_seed"].as_str()), ("5000", "3"));
     let st = safetensors::SafeTensors::deserialize(&bytes)?;
     let shapes = [
         ("0.weight", vec![6, 1, 5, 5]),

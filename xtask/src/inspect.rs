@@ -57,6 +57,17 @@ pub fn validation_split(
         Some(s) => s,
         None => meta.get("split_seed").and_then(|s| s.parse().ok()).unwrap_or(0),
     };
+    match meta.get("validation").and_then(|v| v.parse::<usize>().ok()) {
+        Some(held) if held > 0 && split_seed.is_none() && held != validation => eprintln!(
+            "note: the model held out {held} images but --validation is {validation}: \
+             some of the images decided on were seen in training"
+        ),
+        Some(0) => eprintln!(
+            "note: the model was trained on every training image (`train --validation 0`), \
+             so the validation split decided on was seen in training"
+        ),
+        _ => {}
+    }
     Ok(mnist_io::split(train_len, validation, seed))
 }
 

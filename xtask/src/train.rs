@@ -24,6 +24,11 @@ pub struct Args {
     /// Stop after this many batches in total (fractional-epoch budgets).
     #[arg(long)]
     max_batches: Option<usize>,
+    /// Hold this many training images out (split by `--seed`) and train on the rest; the
+    /// model file records the split, so `prune` and `inspect` decide on images the model
+    /// never saw. 0 trains on every image.
+    #[arg(long, default_value_t = 0)]
+    validation: usize,
     /// Learning rate.
     #[arg(long, default_value_t = 0.01)]
     lr: f32,
@@ -129,28 +134,44 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     };
     let pool = pool(args.threads)?;
     let threads = pool.current_num_threads();
+    let indices: Vec<u32> = if args.validation == 0 {
+        (0..data.train.len() as u32).collect()
+    } else if args.validation >= data.train.len() {
+        bail!(
+            "--validation {}: expected fewer than the {} training images of --data {}",
+            args.validation,
+            data.train.len(),
+            dir.display()
+        );
+    } else {
+        mnist_io::split(data.train.len(), args.validation, args.seed).train
+    };
     println!(
         "model {} ({} params, {} MACs/image), {} training images, {threads} threads",
         model.spec(),
         model.param_count(),
         model.macs(),
-        data.train.len()
+        indices.len()
     );
-    let indices: Vec<u32> = (0..data.train.len() as u32).collect();
     let report = pool.install(|| {
         net::train(&mut model, &data.train, &indices, Some(&data.test), &cfg, &mut PrintEpochs)
     })?;
     let last = report.epochs.last().context("no epoch was trained")?;
     let test = last.test.as_ref().context("no test evaluation")?;
     if let Some(out) = &args.out {
-        let meta = BTreeMap::from([
+        let mut meta = BTreeMap::from([
             ("epochs".to_string(), report.epochs.len().to_string()),
             ("lr".to_string(), args.lr.to_string()),
             ("momentum".to_string(), args.momentum.to_string()),
             ("batch".to_string(), args.batch.to_string()),
             ("seed".to_string(), args.seed.to_string()),
             ("test_accuracy".to_string(), test.accuracy.to_string()),
+            ("validation".to_string(), args.validation.to_string()),
         ]);
+        if args.validation > 0 {
+            // What `prune` and `inspect` read to find the held-out images again.
+            meta.insert("split_seed".to_string(), args.seed.to_string());
+        }
         net::save(&model, out, &meta)?;
         println!("saved {}", out.display());
     }
