@@ -4,8 +4,8 @@
 //!
 //! Trains the wide model on the training split minus 5,000 validation images, then
 //! repeatedly keeps each layer's significant neurons (dropping AMOUNT per round by
-//! CRITERION), fine-tunes EPOCHS epochs and stops when validation accuracy falls more
-//! than 0.3 points below the wide model's. Prints one line per round and the test
+//! CRITERION), retrains EPOCHS epochs, and narrows each layer until validation accuracy
+//! falls more than 0.3 points below the wide model's. Prints one line per round and the test
 //! accuracy of the wide and of the chosen model (the test set is only measured).
 
 use std::error::Error;
@@ -80,7 +80,13 @@ fn main() -> Result<(), Box<dyn Error>> {
             100.0 * kept as f64 / total as f64,
             r.params,
             100.0 * r.accuracy,
-            if i == report.best { "  <- chosen" } else { "" }
+            if i == report.best {
+                "  <- chosen"
+            } else if !r.accepted {
+                "  (rejected)"
+            } else {
+                ""
+            }
         );
     }
     let chosen_test = net::evaluate(&report.model, &mnist.test, None, 256)?.accuracy;

@@ -4,8 +4,9 @@
 //! for each w, trained from scratch; validation accuracy per width.
 //! (b) [`activation_guided`]: train wide, keep each layer's significant neurons (by a
 //! criterion and a per-round plan), retrain at those widths, and repeat until the
-//! validation accuracy falls more than δ below the wide model's; report the widths
-//! and accuracy of every round and the last round within δ.
+//! validation accuracy falls more than δ below the wide model's — first all layers
+//! together, then each layer alone — and report the widths and accuracy of every
+//! round and the last accepted one (the narrowest architecture within δ).
 
 use mnist_io::Dataset;
 use net::spec::{LayerSpec, spec_string};
@@ -62,6 +63,9 @@ pub struct WidthPoint {
     pub macs: usize,
     /// Validation accuracy, in [0, 1].
     pub accuracy: f64,
+    /// Whether the search kept this architecture (accuracy within δ of the wide model's);
+    /// a rejected round leaves the widths of the last accepted one.
+    pub accepted: bool,
 }
 
 struct Quiet;
@@ -94,6 +98,7 @@ pub fn uniform_sweep(
                 params: m.param_count(),
                 macs: m.macs(),
                 accuracy: accuracy(&m, val)?,
+                accepted: true,
             })
         })
         .collect()
@@ -123,13 +128,19 @@ pub struct Guided<'a> {
 pub struct GuidedReport {
     /// Round 0 is the wide model; then one entry per round run.
     pub rounds: Vec<WidthPoint>,
-    /// Index into `rounds` of the narrowest round within δ.
+    /// Index into `rounds` of the last accepted round (the narrowest within δ).
     pub best: usize,
     /// The model of that round.
     pub model: Model,
 }
 
 /// Activation-guided width search from a trained `wide` model (see the module doc).
+///
+/// Layers are pruned together while that keeps the accuracy; after the first round
+/// that does not, each layer still being pruned is tried alone, and a layer whose own
+/// round falls below the tolerance keeps its last accepted width. Layers differ in
+/// how much they can lose (in an MLP the last hidden layer usually far more than the
+/// first), which a common step for every layer would not find.
 ///
 /// # Errors
 /// [`PruneError::InvalidParameter`] for a δ outside [0, 1]; job errors.
@@ -153,40 +164,58 @@ pub fn activation_guided(
         params: wide.param_count(),
         macs: wide.macs(),
         accuracy: baseline,
+        accepted: true,
     }];
-    let (mut best, mut best_model) = (0, wide.clone());
-    let mut current = wide.clone();
+    let layers = prunable_layers(wide)?.len();
+    // The layers still being narrowed, in order.
+    let mut active: Vec<usize> =
+        (0..layers).filter(|l| cfg.plan.layers.as_ref().is_none_or(|ls| ls.contains(l))).collect();
+    let mut together = active.len() > 1;
+    let (mut best, mut current) = (0, wide.clone());
     let mut strategy = cfg.strategy.clone();
-    for _ in 0..cfg.max_rounds {
-        let job = Job {
-            criterion: cfg.criterion,
-            plan: cfg.plan.clone(),
-            rounds: 1,
-            strategy: strategy.clone(),
-            train: cfg.train.clone(),
-            decision: cfg.decision,
-            search_steps: 8,
-        };
-        let out = pipeline::run(&current, train, train_indices, val, &job)?;
-        let r = &out.rounds[0];
-        if r.widths == rounds.last().map(|p| p.widths.clone()).unwrap_or_default() {
-            break; // Nothing left to remove.
+    while rounds.len() <= cfg.max_rounds && !active.is_empty() {
+        let targets: Vec<Vec<usize>> =
+            if together { vec![active.clone()] } else { active.iter().map(|&l| vec![l]).collect() };
+        for target in targets {
+            if rounds.len() > cfg.max_rounds {
+                break;
+            }
+            let job = Job {
+                criterion: cfg.criterion,
+                plan: Plan { amount: cfg.plan.amount.clone(), layers: Some(target.clone()) },
+                rounds: 1,
+                strategy: strategy.clone(),
+                train: cfg.train.clone(),
+                decision: cfg.decision,
+                search_steps: 8,
+            };
+            let out = pipeline::run(&current, train, train_indices, val, &job)?;
+            let r = &out.rounds[0];
+            let accepted = r.accuracy >= baseline - cfg.delta;
+            if r.widths == rounds[best].widths {
+                // The plan removes nothing more from these layers.
+                active.retain(|l| !target.contains(l));
+                continue;
+            }
+            rounds.push(WidthPoint {
+                widths: r.widths.clone(),
+                params: r.params,
+                macs: r.macs,
+                accuracy: r.accuracy,
+                accepted,
+            });
+            if accepted {
+                best = rounds.len() - 1;
+                strategy = out.next_strategy;
+                current = out.model;
+            } else if together {
+                together = false;
+            } else {
+                active.retain(|l| !target.contains(l));
+            }
         }
-        rounds.push(WidthPoint {
-            widths: r.widths.clone(),
-            params: r.params,
-            macs: r.macs,
-            accuracy: r.accuracy,
-        });
-        if r.accuracy < baseline - cfg.delta {
-            break;
-        }
-        best = rounds.len() - 1;
-        best_model = out.model.clone();
-        strategy = out.next_strategy;
-        current = out.model;
     }
-    Ok(GuidedReport { rounds, best, model: best_model })
+    Ok(GuidedReport { rounds, best, model: current })
 }
 
 #[cfg(test)]
@@ -245,11 +274,47 @@ mod tests {
         let rep = activation_guided(&wide, &ds, &train_idx, &val, &g).unwrap();
         assert_eq!(rep.rounds[0].widths, vec![32, 32]);
         assert!(rep.rounds.len() >= 3, "{:?}", rep.rounds);
-        for w in rep.rounds.windows(2) {
-            assert!(w[1].widths[0] < w[0].widths[0]);
+        // Every round starts from the last accepted one and narrows some layers, never widens one.
+        let mut last = rep.rounds[0].clone();
+        for r in &rep.rounds[1..] {
+            assert!(
+                r.widths.iter().zip(&last.widths).all(|(a, b)| a <= b) && r.widths != last.widths,
+                "{r:?}"
+            );
+            assert_eq!(r.accepted, r.accuracy >= rep.rounds[0].accuracy - 0.05);
+            if r.accepted {
+                last = r.clone();
+            }
         }
         assert!(rep.best >= 1);
-        assert!(rep.rounds[rep.best].accuracy >= rep.rounds[0].accuracy - 0.05);
+        assert_eq!(rep.rounds[rep.best].widths, last.widths, "the result is the last accepted round");
         assert_eq!(widths(&rep.model).unwrap(), rep.rounds[rep.best].widths);
+    }
+
+    #[test]
+    fn a_failed_joint_round_is_retried_one_layer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = testdata::stripes(dir.path(), "w", 300, 5);
+        let (train_idx, val_idx): (Vec<u32>, Vec<u32>) = ((0..200).collect(), (200..300).collect());
+        let val = Data::new(&ds, &val_idx);
+        let mut wide =
+            Model::from_spec("flatten,fc32,relu,fc8,relu,fc3", [1, 4, 4], 3, Init::KaimingNormal, 1).unwrap();
+        net::train(&mut wide, &ds, &train_idx, None, &config(3, 1), &mut Quiet).unwrap();
+        let g = Guided {
+            criterion: &Apoz,
+            plan: Plan::new(Amount::Ratio(0.9)),
+            delta: 0.0,
+            max_rounds: 3,
+            strategy: Strategy::Finetune,
+            train: config(0, 2),
+            decision: ConvDecision::AboveMean,
+        };
+        // Removing 90% without retraining loses accuracy in every layer: the joint round
+        // fails, then each layer alone, each from the wide model's widths.
+        let rep = activation_guided(&wide, &ds, &train_idx, &val, &g).unwrap();
+        let w: Vec<Vec<usize>> = rep.rounds.iter().map(|r| r.widths.clone()).collect();
+        assert_eq!(w, vec![vec![32, 8], vec![4, 1], vec![4, 8], vec![32, 1]], "{:?}", rep.rounds);
+        assert!(rep.rounds[1..].iter().all(|r| !r.accepted));
+        assert_eq!((rep.best, widths(&rep.model).unwrap()), (0, vec![32, 8]));
     }
 }

@@ -245,7 +245,7 @@ impl Executor for Pipeline<'_> {
                     criterion: criterion.as_ref(),
                     plan: Plan::new(per_round),
                     delta,
-                    max_rounds: 8,
+                    max_rounds: 12,
                     strategy,
                     train: retrain,
                     decision: ConvDecision::Majority,
@@ -259,6 +259,7 @@ impl Executor for Pipeline<'_> {
                         hidden: r.widths.clone(),
                         validation_accuracy: r.accuracy,
                         macs: r.macs,
+                        accepted: Some(r.accepted),
                     })
                     .collect();
                 report.model

@@ -83,6 +83,10 @@ pub struct SearchRound {
     pub validation_accuracy: f64,
     /// Its MACs per image.
     pub macs: usize,
+    /// Whether the search kept it (within δ of the wide model). Absent in records of
+    /// recipe versions that stopped at the first rejected round: all but the last were kept.
+    #[serde(default)]
+    pub accepted: Option<bool>,
 }
 
 /// Wall-clock timings of one run, seconds.

@@ -8,7 +8,8 @@
 //! MLP-600 of the prune issue, and lets the criterion decide the widths: each round
 //! removes the neurons scoring below their layer's mean (APoZ firing rate, or mutual
 //! information with the label), re-initialises and retrains, until validation accuracy
-//! falls 0.3 points below the wide model's.
+//! falls 0.3 points below the wide model's; from version 3, a rejected joint round is
+//! retried one layer at a time, so each layer finds its own width.
 
 use std::fmt::Write as _;
 
@@ -19,7 +20,7 @@ use crate::experiment::report::Setting;
 /// The recipe.
 pub static RECIPE: Recipe = Recipe {
     name: "width-search",
-    version: 2,
+    version: 3,
     about: "Uniform widths 100…1000 per hidden layer (MLP, lr 0.05, momentum 0.9, cosine, no pruning) \
             against the activation-guided search (apoz and mi, below-mean neurons removed per round, \
             re-initialised, δ 0.3 points) started from 784-600-600-10; accuracy against MACs per image.",
@@ -96,19 +97,24 @@ fn section(settings: &[Setting]) -> String {
     let rounds: Vec<_> =
         settings.iter().flat_map(|s| s.runs.iter()).filter(|r| !r.metrics.search_rounds.is_empty()).collect();
     if !rounds.is_empty() {
-        md.push_str("\n### Search rounds\n\n| criterion, seed | round | widths | MACs | validation accuracy |\n|---|---|---|---|---|\n");
+        md.push_str("\n### Search rounds\n\n| criterion, seed | round | widths | MACs | validation accuracy | kept |\n|---|---|---|---|---|---|\n");
         for r in rounds {
             for (i, round) in r.metrics.search_rounds.iter().enumerate() {
                 let w: Vec<String> = round.hidden.iter().map(|w| w.to_string()).collect();
                 let _ = writeln!(
                     md,
-                    "| {} {} | {} | {} | {} | {:.2}% |",
+                    "| {} {} | {} | {} | {} | {:.2}% | {} |",
                     r.config.criterion,
                     r.config.seed,
                     i,
                     w.join("-"),
                     round.macs,
-                    100.0 * round.validation_accuracy
+                    100.0 * round.validation_accuracy,
+                    match round.accepted {
+                        Some(true) => "yes",
+                        Some(false) => "no",
+                        None => "",
+                    }
                 );
             }
         }
