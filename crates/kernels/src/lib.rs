@@ -3,7 +3,8 @@
 //!
 //! Owns: `C ← α·op(A)·op(B) + β·C` over strided matrices ([`gemm`]), with fused
 //! epilogues (bias, ReLU, ReLU mask); im2col/col2im and direct convolution over
-//! NCHW batches ([`conv`]); the naive reference implementations the fast paths are
+//! NCHW batches ([`conv`]); 2 × 2 max pooling with argmax and its adjoint
+//! ([`pool`]); the naive reference implementations the fast paths are
 //! tested against ([`reference`]).
 //!
 //! Must not know about: layers, models, losses, training, datasets or pruning. It
@@ -13,6 +14,7 @@
 pub mod conv;
 mod error;
 pub mod gemm;
+pub mod pool;
 pub mod reference;
 pub mod simd;
 

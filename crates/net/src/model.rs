@@ -405,7 +405,8 @@ impl Model {
                 }
                 Layer::MaxPool2d(p) => {
                     let (inp, out) = io(&mut ws.acts, input, i);
-                    maxpool2d::forward(out, &mut ws.argmax[i], inp, p.kernel, in_shape[1], in_shape[2]);
+                    maxpool2d::forward(out, &mut ws.argmax[i], inp, p.kernel, in_shape[1], in_shape[2])
+                        .map_err(kerr)?;
                 }
                 Layer::Flatten => {
                     let (inp, out) = io(&mut ws.acts, input, i);
@@ -573,10 +574,12 @@ impl Model {
                                 Some(gate),
                                 p.kernel,
                                 hw,
-                            );
+                            )
+                            .map_err(kerr)?;
                             i -= 1;
                         } else {
-                            maxpool2d::backward(&mut dlo[i - 1], dout, &ws.argmax[i], None, p.kernel, hw);
+                            maxpool2d::backward(&mut dlo[i - 1], dout, &ws.argmax[i], None, p.kernel, hw)
+                                .map_err(kerr)?;
                         }
                     }
                 }

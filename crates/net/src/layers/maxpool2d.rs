@@ -5,6 +5,8 @@
 //! Dimension legend: `B` batch, `C` channels, `H × W` input, `OH = H / K`, `OW = W / K`.
 //! Layouts: `inp` `B × C × H × W`, `out` and `argmax` `B × C × OH × OW`.
 
+use kernels::KernelError;
+
 /// Max pooling with stride equal to the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaxPool2d {
@@ -12,62 +14,54 @@ pub struct MaxPool2d {
     pub kernel: usize,
 }
 
-/// Input planes per parallel task: enough work per task (a few thousand pixels) that
-/// rayon's overhead vanishes, and many tasks for a batch of 64 images.
+/// Input planes per parallel task: enough work per task (about 16 K pixels, a few
+/// thousand instructions with the vector kernel) that rayon's overhead per task stays
+/// small, and still several tasks for a batch of 64 images.
 fn planes_per_task(hw: usize) -> usize {
-    (4096 / hw.max(1)).max(1)
+    (16384 / hw.max(1)).max(1)
 }
 
 /// out[b, c, y, x] = max over the window at (y·K, x·K) of inp[b, c, ·, ·];
 /// argmax holds the flat index within the input plane (`iy·W + ix`) of the first
 /// maximum in row-major window order (PyTorch's tie rule), for the backward pass.
 /// Unlike PyTorch, a NaN does not win a window unless it comes first (a diverging
-/// model is caught by its loss). Planes run in parallel; each output is computed by
-/// one thread, so the result does not depend on the thread count.
-pub(crate) fn forward(out: &mut [f32], argmax: &mut [u32], inp: &[f32], k: usize, h: usize, w: usize) {
+/// model is caught by its loss). `K = 2` runs on the vector kernel
+/// `kernels::pool::max_pool_2x2`, other windows on a scalar loop with the same rule.
+/// Planes run in parallel; each output is computed by one thread, so the result does
+/// not depend on the thread count.
+///
+/// # Errors
+/// Only a shape the model did not validate (from `kernels`).
+pub(crate) fn forward(
+    out: &mut [f32],
+    argmax: &mut [u32],
+    inp: &[f32],
+    k: usize,
+    h: usize,
+    w: usize,
+) -> Result<(), KernelError> {
     use rayon::prelude::*;
     let (oh, ow) = (h / k, w / k);
     let (hw, ohw) = (h * w, oh * ow);
     let p = planes_per_task(hw);
-    out.par_chunks_mut(p * ohw).zip(argmax.par_chunks_mut(p * ohw)).zip(inp.par_chunks(p * hw)).for_each(
-        |((out, arg), inp)| {
-            let planes = out.chunks_exact_mut(ohw).zip(arg.chunks_exact_mut(ohw)).zip(inp.chunks_exact(hw));
-            for ((out_p, arg_p), plane) in planes {
-                if k == 2 {
-                    pool2_plane(out_p, arg_p, plane, oh, ow, w);
-                } else {
-                    pool_plane(out_p, arg_p, plane, k, oh, ow, w);
-                }
-            }
-        },
-    );
-}
-
-/// One plane, 2 × 2 windows: a branch-free chain of selects per window.
-fn pool2_plane(out: &mut [f32], arg: &mut [u32], plane: &[f32], oh: usize, ow: usize, w: usize) {
-    for y in 0..oh {
-        let base = 2 * y * w;
-        let r0 = &plane[base..base + 2 * ow];
-        let r1 = &plane[base + w..base + w + 2 * ow];
-        let out_row = &mut out[y * ow..(y + 1) * ow];
-        let arg_row = &mut arg[y * ow..(y + 1) * ow];
-        let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
-        for (x, ((o, a), (t, b))) in out_row.iter_mut().zip(arg_row.iter_mut()).zip(windows).enumerate() {
-            let at = (base + 2 * x) as u32;
-            let (mut m, mut i) = (t[0], at);
-            if t[1] > m {
-                (m, i) = (t[1], at + 1);
-            }
-            if b[0] > m {
-                (m, i) = (b[0], at + w as u32);
-            }
-            if b[1] > m {
-                (m, i) = (b[1], at + w as u32 + 1);
-            }
-            *o = m;
-            *a = i;
+    let task = |((out, arg), inp): ((&mut [f32], &mut [u32]), &[f32])| {
+        if k == 2 {
+            return kernels::pool::max_pool_2x2(inp, (h, w), out, arg);
         }
+        let planes = out.chunks_exact_mut(ohw).zip(arg.chunks_exact_mut(ohw)).zip(inp.chunks_exact(hw));
+        for ((out_p, arg_p), plane) in planes {
+            pool_plane(out_p, arg_p, plane, k, oh, ow, w);
+        }
+        Ok(())
+    };
+    if inp.len() <= p * hw {
+        // One task: no rayon call (a pruned model's whole batch can be this small).
+        return task(((out, argmax), inp));
     }
+    out.par_chunks_mut(p * ohw)
+        .zip(argmax.par_chunks_mut(p * ohw))
+        .zip(inp.par_chunks(p * hw))
+        .try_for_each(task)
 }
 
 fn pool_plane(out: &mut [f32], arg: &mut [u32], plane: &[f32], k: usize, oh: usize, ow: usize, w: usize) {
@@ -97,6 +91,9 @@ fn pool_plane(out: &mut [f32], arg: &mut [u32], plane: &[f32], k: usize, oh: usi
 /// When `relu_out` is given — the pooling's own output, when its input is a ReLU's
 /// output — the ReLU's backward is fused in: a window passes its gradient only when its
 /// maximum is > 0 (the ReLU output at the argmax is exactly the pooled value).
+///
+/// # Errors
+/// Only a shape the model did not validate (from `kernels`).
 pub(crate) fn backward(
     dinp: &mut [f32],
     dout: &[f32],
@@ -104,52 +101,36 @@ pub(crate) fn backward(
     relu_out: Option<&[f32]>,
     k: usize,
     (h, w): (usize, usize),
-) {
+) -> Result<(), KernelError> {
     use rayon::prelude::*;
     let (oh, ow) = (h / k, w / k);
     let (hw, ohw) = (h * w, oh * ow);
     let p = planes_per_task(hw);
+    let task = |task: usize, dinp: &mut [f32], dout: &[f32], argmax: &[u32]| {
+        let gate = relu_out.map(|o| &o[task * p * ohw..][..dout.len()]);
+        if k == 2 {
+            return kernels::pool::max_unpool_2x2(dout, argmax, gate, (h, w), dinp);
+        }
+        let planes = dinp.chunks_exact_mut(hw).zip(dout.chunks_exact(ohw)).zip(argmax.chunks_exact(ohw));
+        for (j, ((di, d), a)) in planes.enumerate() {
+            let gate = gate.map(|g| &g[j * ohw..][..ohw]);
+            di.fill(0.0);
+            for (o, (&g, &a)) in d.iter().zip(a).enumerate() {
+                if gate.is_none_or(|v| v[o] > 0.0) {
+                    di[a as usize] = g;
+                }
+            }
+        }
+        Ok(())
+    };
+    if dinp.len() <= p * hw {
+        return task(0, dinp, dout, argmax);
+    }
     dinp.par_chunks_mut(p * hw)
         .zip(dout.par_chunks(p * ohw))
         .zip(argmax.par_chunks(p * ohw))
         .enumerate()
-        .for_each(|(task, ((dinp, dout), argmax))| {
-            let planes = dinp.chunks_exact_mut(hw).zip(dout.chunks_exact(ohw)).zip(argmax.chunks_exact(ohw));
-            for (j, ((di, d), a)) in planes.enumerate() {
-                let gate = relu_out.map(|o| &o[(task * p + j) * ohw..][..ohw]);
-                if k == 2 {
-                    unpool2_plane(di, d, a, gate, oh, ow, w);
-                } else {
-                    di.fill(0.0);
-                    for (o, (&g, &a)) in d.iter().zip(a).enumerate() {
-                        if gate.is_none_or(|v| v[o] > 0.0) {
-                            di[a as usize] = g;
-                        }
-                    }
-                }
-            }
-        });
-}
-
-/// One plane, 2 × 2 windows: every input element is written once (the window's four,
-/// then the column and row no window covers), so no zeroing pass is needed.
-fn unpool2_plane(di: &mut [f32], d: &[f32], a: &[u32], gate: Option<&[f32]>, oh: usize, ow: usize, w: usize) {
-    for y in 0..oh {
-        let base = 2 * y * w;
-        let (top, bottom) = di[base..base + 2 * w].split_at_mut(w);
-        for x in 0..ow {
-            let o = y * ow + x;
-            let g = if gate.is_none_or(|v| v[o] > 0.0) { d[o] } else { 0.0 };
-            let rel = a[o] as usize - (base + 2 * x);
-            top[2 * x] = if rel == 0 { g } else { 0.0 };
-            top[2 * x + 1] = if rel == 1 { g } else { 0.0 };
-            bottom[2 * x] = if rel == w { g } else { 0.0 };
-            bottom[2 * x + 1] = if rel == w + 1 { g } else { 0.0 };
-        }
-        top[2 * ow..].fill(0.0);
-        bottom[2 * ow..].fill(0.0);
-    }
-    di[2 * oh * w..].fill(0.0);
+        .try_for_each(|(t, ((dinp, dout), argmax))| task(t, dinp, dout, argmax))
 }
 
 #[cfg(test)]
@@ -165,10 +146,10 @@ mod tests {
             let (oh, ow) = (h / k, w / k);
             let mut out = vec![0.0; planes * oh * ow];
             let mut arg = vec![0; planes * oh * ow];
-            forward(&mut out, &mut arg, &inp, k, h, w);
+            forward(&mut out, &mut arg, &inp, k, h, w).unwrap();
             let dout: Vec<f32> = (0..out.len()).map(|i| i as f32 + 1.0).collect();
             let mut dinp = vec![f32::NAN; inp.len()];
-            backward(&mut dinp, &dout, &arg, None, k, (h, w));
+            backward(&mut dinp, &dout, &arg, None, k, (h, w)).unwrap();
             let mut expect = vec![0.0f32; inp.len()];
             for p in 0..planes {
                 for y in 0..oh {
@@ -191,7 +172,7 @@ mod tests {
             }
             assert_eq!(dinp, expect, "k {k}, {h}×{w}");
             // Gated by the pooled values (a ReLU below): windows whose maximum is ≤ 0 pass nothing.
-            backward(&mut dinp, &dout, &arg, Some(&out), k, (h, w));
+            backward(&mut dinp, &dout, &arg, Some(&out), k, (h, w)).unwrap();
             for (i, v) in dinp.iter().enumerate() {
                 let e = if inp[i] > 0.0 { expect[i] } else { 0.0 };
                 assert_eq!(*v, e, "gated, k {k}, element {i}");
