@@ -150,12 +150,6 @@ fn output_shape(layer: &Layer, s: [usize; 3]) -> Result<[usize; 3], String> {
     }
 }
 
-/// The input of layer `i` (the model input for `i = 0`) and the output buffer of layer `i`.
-fn io<'a>(acts: &'a mut [Vec<f32>], input: &'a [f32], i: usize) -> (&'a [f32], &'a mut [f32]) {
-    let (lo, hi) = acts.split_at_mut(i);
-    (if i == 0 { input } else { &lo[i - 1] }, &mut hi[0])
-}
-
 impl Model {
     /// Builds a model from a spec string for images of shape `input` (`[C, H, W]`)
     /// and `num_classes` classes, initialised by `init` from `seed`.
@@ -358,8 +352,23 @@ impl Model {
         Ok(())
     }
 
+    /// The workspace buffer that holds layer `i`'s input (`None`: the model input).
+    /// With `fuse`, a Flatten that is not the last layer is an alias of its input (NCHW
+    /// is already the flattened order), so the layer after it reads, and writes its
+    /// input gradient into, the buffer below the Flatten: no copy either way.
+    fn input_slot(&self, i: usize, fuse: bool) -> Option<usize> {
+        (0..i).rev().find(|&j| !(fuse && self.aliased_flatten(j)))
+    }
+
+    /// Whether layer `i` is a Flatten that the fused passes skip (any but the last layer,
+    /// whose buffer is the model's output).
+    fn aliased_flatten(&self, i: usize) -> bool {
+        i + 1 < self.layers.len() && matches!(self.layers[i], Layer::Flatten)
+    }
+
     /// Runs the layers over `input`; with `fuse`, a Linear/Conv2d followed by a ReLU
-    /// writes the ReLU's output directly (the pre-ReLU buffer is left stale).
+    /// writes the ReLU's output directly (the pre-ReLU buffer is left stale), and a
+    /// Flatten before the last layer is skipped (its buffer is left stale).
     fn forward_layers(
         &self,
         input: &[f32],
@@ -371,52 +380,40 @@ impl Model {
         let n = self.layers.len();
         let mut i = 0;
         while i < n {
-            let relu_next = fuse && matches!(self.layers.get(i + 1), Some(Layer::Relu));
+            if fuse && self.aliased_flatten(i) {
+                i += 1;
+                continue;
+            }
+            // Only a Linear or Conv2d applies a ReLU after it in its GEMM's epilogue.
+            let relu_next = fuse
+                && matches!(self.layers[i], Layer::Linear(_) | Layer::Conv2d(_))
+                && matches!(self.layers.get(i + 1), Some(Layer::Relu));
             let in_shape = if i == 0 { self.input } else { self.shapes[i - 1] };
             let kerr = |source| NetError::Kernel { layer: i, source };
-            let mut step = 1;
+            // Layer i writes into buffer `target` (i, or the fused ReLU's i + 1) and reads
+            // the buffer `src` below it; `src < i ≤ target`, so one split separates them.
+            let target = if relu_next { i + 1 } else { i };
+            let src = self.input_slot(i, fuse);
+            let (lo, hi) = ws.acts.split_at_mut(i);
+            let inp: &[f32] = src.map_or(input, |j| &lo[j]);
+            let out = &mut hi[target - i];
             match &self.layers[i] {
-                Layer::Linear(l) => {
-                    let target = if relu_next { i + 1 } else { i };
-                    let (inp, out): (&[f32], &mut [f32]) = if i == 0 {
-                        (input, &mut ws.acts[target])
-                    } else {
-                        let (lo, hi) = ws.acts.split_at_mut(i);
-                        (&lo[i - 1], &mut hi[target - i])
-                    };
-                    linear::forward(out, inp, l, batch, relu_next).map_err(kerr)?;
-                    step += usize::from(relu_next);
-                }
+                Layer::Linear(l) => linear::forward(out, inp, l, batch, relu_next).map_err(kerr)?,
                 Layer::Conv2d(c) => {
-                    let target = if relu_next { i + 1 } else { i };
-                    let (inp, out): (&[f32], &mut [f32]) = if i == 0 {
-                        (input, &mut ws.acts[target])
-                    } else {
-                        let (lo, hi) = ws.acts.split_at_mut(i);
-                        (&lo[i - 1], &mut hi[target - i])
-                    };
                     conv2d::forward(out, inp, c, batch, (in_shape[1], in_shape[2]), relu_next)
-                        .map_err(kerr)?;
-                    step += usize::from(relu_next);
+                        .map_err(kerr)?
                 }
-                Layer::Relu => {
-                    let (inp, out) = io(&mut ws.acts, input, i);
-                    relu::forward(out, inp);
-                }
+                Layer::Relu => relu::forward(out, inp),
                 Layer::MaxPool2d(p) => {
-                    let (inp, out) = io(&mut ws.acts, input, i);
                     maxpool2d::forward(out, &mut ws.argmax[i], inp, p.kernel, in_shape[1], in_shape[2])
-                        .map_err(kerr)?;
+                        .map_err(kerr)?
                 }
-                Layer::Flatten => {
-                    let (inp, out) = io(&mut ws.acts, input, i);
-                    flatten::forward(out, inp);
-                }
+                Layer::Flatten => flatten::forward(out, inp),
             }
             if let Some(f) = f.as_deref_mut() {
                 f(i, &ws.acts[i], self.shapes[i]);
             }
-            i += step;
+            i = target + 1;
         }
         Ok(())
     }
@@ -508,7 +505,8 @@ impl Model {
     }
 
     /// Backward from `ws.dacts[last]` (the logits' gradient) to every parameter.
-    /// With `fuse`, ReLU backward is folded into the layer above it where possible and
+    /// With `fuse`, ReLU backward is folded into the layer above it where possible,
+    /// Flattens before the last layer are skipped (aliases, as in the forward pass), and
     /// gradients are not propagated below the first layer with parameters.
     fn backward_layers(
         &self,
@@ -525,69 +523,71 @@ impl Model {
         let mut i = n;
         while i > 0 {
             i -= 1;
+            if fuse && self.aliased_flatten(i) {
+                continue;
+            }
             if let Some(f) = f.as_deref_mut() {
                 f(i, &ws.acts[i], &ws.dacts[i], self.shapes[i]);
             }
             let in_shape = if i == 0 { self.input } else { self.shapes[i - 1] };
             let need_dinp = i > lowest;
-            // A ReLU just below layer i whose backward layer i applies itself.
+            let below = self.input_slot(i, fuse);
+            // A ReLU just below a Linear or MaxPool2d i (at `relu`) whose backward layer i
+            // applies itself, writing the gradient of the ReLU's input (buffer `under`).
             // Fusing is never combined with an inspector, so no ReLU output goes unreported.
-            let fold_relu = fuse && i >= 2 && need_dinp && matches!(self.layers[i - 1], Layer::Relu);
+            let folds = matches!(self.layers[i], Layer::Linear(_) | Layer::MaxPool2d(_));
+            let fold = match below {
+                Some(relu) if fuse && folds && need_dinp && matches!(self.layers[relu], Layer::Relu) => {
+                    self.input_slot(relu, fuse).map(|under| (relu, under))
+                }
+                _ => None,
+            };
             let kerr = |source| NetError::Kernel { layer: i, source };
             let (dlo, dhi) = ws.dacts.split_at_mut(i);
             let dout = &dhi[0];
-            let inp: &[f32] = if i == 0 { input } else { &ws.acts[i - 1] };
+            let inp: &[f32] = below.map_or(input, |j| &ws.acts[j]);
+            // Where the gradient of layer i's input goes: below the folded ReLU, or the
+            // buffer layer i read from (none for the model input).
+            let dinp = match (need_dinp, fold, below) {
+                (false, _, _) => None,
+                (true, Some((_, under)), _) => Some(&mut dlo[under][..]),
+                (true, None, Some(j)) => Some(&mut dlo[j][..]),
+                (true, None, None) => None,
+            };
             match &self.layers[i] {
                 Layer::Linear(l) => {
                     let (gw, gb) = &mut ws.grads[i];
-                    let (dinp, mask) = match (need_dinp, fold_relu) {
-                        (false, _) => (None, None),
-                        (true, true) => (Some(&mut dlo[i - 2][..]), Some(&ws.acts[i - 1][..])),
-                        (true, false) => (Some(&mut dlo[i - 1][..]), None),
-                    };
+                    let mask = fold.map(|(relu, _)| &ws.acts[relu][..]);
                     linear::backward(dinp, gw, gb, dout, inp, l, batch, mask).map_err(kerr)?;
-                    if fold_relu {
-                        i -= 1;
-                    }
                 }
                 Layer::Conv2d(c) => {
                     let (gw, gb) = &mut ws.grads[i];
-                    let dinp = if need_dinp { Some(&mut dlo[i - 1][..]) } else { None };
                     conv2d::backward(dinp, gw, gb, dout, inp, c, batch, (in_shape[1], in_shape[2]))
                         .map_err(kerr)?;
                 }
                 Layer::Relu => {
-                    if need_dinp {
-                        relu::backward(&mut dlo[i - 1], dout, &ws.acts[i]);
+                    if let Some(dinp) = dinp {
+                        relu::backward(dinp, dout, &ws.acts[i]);
                     }
                 }
                 Layer::MaxPool2d(p) => {
-                    if need_dinp {
+                    if let Some(dinp) = dinp {
                         let hw = (in_shape[1], in_shape[2]);
-                        if fold_relu {
-                            // The pooled values gate the gradient: they are the ReLU output at each argmax.
-                            let gate = &ws.acts[i];
-                            maxpool2d::backward(
-                                &mut dlo[i - 2],
-                                dout,
-                                &ws.argmax[i],
-                                Some(gate),
-                                p.kernel,
-                                hw,
-                            )
-                            .map_err(kerr)?;
-                            i -= 1;
-                        } else {
-                            maxpool2d::backward(&mut dlo[i - 1], dout, &ws.argmax[i], None, p.kernel, hw)
-                                .map_err(kerr)?;
-                        }
+                        // Folded: the pooled values gate the gradient, being the ReLU
+                        // output at each argmax.
+                        let gate = fold.map(|_| &ws.acts[i][..]);
+                        maxpool2d::backward(dinp, dout, &ws.argmax[i], gate, p.kernel, hw).map_err(kerr)?;
                     }
                 }
                 Layer::Flatten => {
-                    if need_dinp {
-                        flatten::backward(&mut dlo[i - 1], dout);
+                    if let Some(dinp) = dinp {
+                        flatten::backward(dinp, dout);
                     }
                 }
+            }
+            // The folded ReLU is done: continue below it.
+            if let Some((relu, _)) = fold {
+                i = relu;
             }
         }
         Ok(())
@@ -655,5 +655,37 @@ mod tests {
         assert_eq!(seen, (0..12).collect::<Vec<_>>());
         assert_eq!(fused, last);
         assert!(matches!(m.forward(&input[1..], batch, &mut ws), Err(NetError::BadInput { .. })));
+    }
+
+    /// The fused passes (ReLU in the GEMM epilogue, ReLU backward folded into the layer
+    /// above, Flatten aliased to its input) give the same bits as the unfused ones, for
+    /// ReLU after and before pooling, Flatten first, in the middle and last.
+    #[test]
+    fn fused_gradients_equal_unfused_gradients() {
+        for (spec, input, classes) in [
+            ("conv6k3p1,pool2,relu,conv4k3s1p1,relu,flatten,fc4", [2, 10, 10], 4),
+            ("conv4k3,relu,pool2,flatten,fc7,relu,fc3", [1, 10, 10], 3),
+            ("flatten,fc9,relu,fc6,relu,fc3", [3, 4, 4], 3),
+            ("conv5k3,relu,flatten,relu,fc4", [1, 6, 6], 4),
+            ("conv3k4,relu,flatten", [1, 4, 4], 3),
+        ] {
+            let m = Model::from_spec(spec, input, classes, Init::KaimingNormal, 42).unwrap();
+            let batch = 3;
+            let len = batch * input.iter().product::<usize>();
+            let x: Vec<f32> = (0..len).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+            let labels: Vec<u32> = (0..batch as u32).map(|b| b % classes as u32).collect();
+            let (mut fused, mut plain) = (Workspace::default(), Workspace::default());
+            let logits = m.forward(&x, batch, &mut fused).unwrap().to_vec();
+            let (loss, _) = m.forward_backward(&x, &labels, batch, &mut fused).unwrap();
+            let mut last = Vec::new();
+            m.forward_inspect(&x, batch, &mut plain, &mut |_, out, _| last = out.to_vec()).unwrap();
+            assert_eq!(logits, last, "{spec}");
+            let plain_loss =
+                m.inspect_gradients(&x, &labels, batch, &mut plain, &mut |_, _, _, _| {}).unwrap();
+            assert_eq!(loss.to_bits(), plain_loss.to_bits(), "{spec}");
+            for i in 0..m.layers().len() {
+                assert_eq!(fused.param_grads(i), plain.param_grads(i), "{spec}, layer {i}");
+            }
+        }
     }
 }
