@@ -1,6 +1,6 @@
 //! The activation-guided width search on real MNIST, for the README figures:
 //! `cargo run -p prune --release --example width_search -- DIR [SPEC] [CRITERION] [AMOUNT] [EPOCHS] [LR]
-//! [STRATEGY]`; set `WIDE_CACHE=FILE` to save the trained wide model there, or load it when present.
+//! [STRATEGY] [DELTA]`; set `WIDE_CACHE=FILE` to save the trained wide model there, or load it when present.
 //!
 //! Trains the wide model on the training split minus 5,000 validation images, then
 //! repeatedly keeps each layer's significant neurons (dropping AMOUNT per round by
@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let g = Guided {
         criterion: criterion.as_ref(),
         plan: Plan::new(amount),
-        delta: 0.003,
+        delta: args.get(7).map_or(Ok(0.003), |s| s.parse())?,
         max_rounds: 12,
         strategy,
         train: TrainConfig { epochs, lr, schedule: Schedule::Cosine, ..cfg },

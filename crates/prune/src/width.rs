@@ -238,6 +238,11 @@ mod tests {
         }
     }
 
+    /// 300 striped 4×4 images of 3 classes: 200 to train on, 100 to validate on.
+    fn stripes(dir: &std::path::Path) -> (Dataset, Vec<u32>, Vec<u32>) {
+        (testdata::stripes(dir, "w", 300, 5), (0..200).collect(), (200..300).collect())
+    }
+
     #[test]
     fn spec_with_widths_changes_only_prunable_layers() {
         let m = Model::from_spec("lenet5", [1, 28, 28], 10, Init::PyTorchDefault, 1).unwrap();
@@ -250,8 +255,7 @@ mod tests {
     #[test]
     fn sweep_and_guided_search_report_widths_and_accuracy() {
         let dir = tempfile::tempdir().unwrap();
-        let ds = testdata::stripes(dir.path(), "w", 300, 5);
-        let (train_idx, val_idx): (Vec<u32>, Vec<u32>) = ((0..200).collect(), (200..300).collect());
+        let (ds, train_idx, val_idx) = stripes(dir.path());
         let val = Data::new(&ds, &val_idx);
         let base = Model::from_spec("flatten,fc32,relu,fc32,relu,fc3", [1, 4, 4], 3, Init::KaimingNormal, 1)
             .unwrap();
@@ -294,8 +298,7 @@ mod tests {
     #[test]
     fn a_failed_joint_round_is_retried_one_layer_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let ds = testdata::stripes(dir.path(), "w", 300, 5);
-        let (train_idx, val_idx): (Vec<u32>, Vec<u32>) = ((0..200).collect(), (200..300).collect());
+        let (ds, train_idx, val_idx) = stripes(dir.path());
         let val = Data::new(&ds, &val_idx);
         let mut wide =
             Model::from_spec("flatten,fc32,relu,fc8,relu,fc3", [1, 4, 4], 3, Init::KaimingNormal, 1).unwrap();
