@@ -99,8 +99,33 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NetError> {
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
+    } else {
+        remove_stale_temporaries(path, &name);
     }
     result.map_err(io)
+}
+
+/// Removes `.NAME.tmp.PID` siblings left by writers that were killed mid-write (a
+/// killed process cannot clean up after itself). Only where a process table can be
+/// read (`/proc`), and only files whose PID names no running process, so a concurrent
+/// writer's file is never touched. Best effort: failures are ignored.
+fn remove_stale_temporaries(path: &Path, name: &str) {
+    let proc_fs = Path::new("/proc");
+    if !proc_fs.join("self").exists() {
+        return;
+    }
+    let Some(dir) = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d }) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let prefix = format!(".{name}.tmp.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else { continue };
+        if pid.parse::<u32>().is_ok() && !proc_fs.join(pid).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Reads a model file written by [`save`] (or by PyTorch with the same names and
@@ -254,6 +279,23 @@ mod tests {
             Err(other) => panic!("wrong error {other}"),
             Ok(_) => panic!("loaded a bad file"),
         }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn saving_removes_temporaries_of_dead_writers_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        // PIDs stop at 2^22 on Linux: 999999999 was never a process. PID 1 always runs.
+        let dead = dir.path().join(".m.safetensors.tmp.999999999");
+        let live = dir.path().join(".m.safetensors.tmp.1");
+        let other = dir.path().join(".n.safetensors.tmp.999999999");
+        for f in [&dead, &live, &other] {
+            std::fs::write(f, b"half a file").unwrap();
+        }
+        save(&lenet(), &path, &BTreeMap::new()).unwrap();
+        assert!(!dead.exists(), "a killed writer's temporary is cleaned up");
+        assert!(live.exists() && other.exists(), "a running writer's, or another file's, is not");
     }
 
     #[test]
