@@ -18,9 +18,12 @@
 
 use std::hint::black_box;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kernels::{Epilogue, MatMut, MatRef, Parallelism};
+use timing::{fill, median, sample};
+
+mod timing;
 
 /// Environment variable that marks a child run and gives its thread count.
 const CHILD_THREADS: &str = "ACTPRUNE_BENCH_THREADS";
@@ -122,18 +125,6 @@ fn main() {
     }
 }
 
-/// A deterministic fill in [-1, 1) (a small LCG; the values do not matter, only that
-/// they are not denormal or special).
-fn fill(len: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
 fn child(opts: &Options, threads: usize) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
     pool.install(|| {
@@ -145,52 +136,6 @@ fn child(opts: &Options, threads: usize) {
 
 /// A GEMM under test: writes `op(A)·op(B)` into its row-major `m × n` argument.
 type Runner<'a> = &'a dyn Fn(&mut [f32]);
-
-/// `struct timespec` of Linux x86-64.
-#[repr(C)]
-struct Timespec {
-    tv_sec: i64,
-    tv_nsec: i64,
-}
-
-unsafe extern "C" {
-    /// POSIX `clock_gettime` from the C library std already links.
-    fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-}
-
-/// Linux's `CLOCK_THREAD_CPUTIME_ID`.
-const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-
-/// Seconds this thread has spent on a CPU: unlike wall time, it does not count the
-/// time other processes held the core.
-fn thread_cpu_seconds() -> f64 {
-    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec and the clock id is a Linux constant.
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
-/// Times `iters` calls of `f` and returns seconds per call: wall time, or this thread's
-/// CPU time with `cpu_time` (only meaningful when everything runs on this thread).
-fn sample(iters: usize, f: Runner<'_>, c: &mut [f32], cpu_time: bool) -> f64 {
-    let (t, cpu0) = (Instant::now(), if cpu_time { thread_cpu_seconds() } else { 0.0 });
-    for _ in 0..iters {
-        f(c);
-        black_box(&mut *c);
-    }
-    if cpu_time {
-        (thread_cpu_seconds() - cpu0) / iters as f64
-    } else {
-        t.elapsed().as_secs_f64() / iters as f64
-    }
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 { xs[n / 2] } else { 0.5 * (xs[n / 2 - 1] + xs[n / 2]) }
-}
 
 fn bench_shape(s: &Shape, threads: usize, opts: &Options) {
     let (m, k, n) = (s.m, s.k, s.n);
@@ -279,14 +224,28 @@ fn bench_shape(s: &Shape, threads: usize, opts: &Options) {
         .iter()
         .zip(&mut outs)
         .map(|(f, c)| {
-            let once = sample(1, *f, c, cpu_time);
+            let once = sample(
+                1,
+                &mut || {
+                    f(&mut *c);
+                    black_box(&mut *c);
+                },
+                cpu_time,
+            );
             ((target / once.max(1e-9)) as usize).clamp(1, 100_000)
         })
         .collect();
     let mut times = vec![Vec::new(); 3];
     for _ in 0..rounds {
         for (i, (f, c)) in fns.iter().zip(&mut outs).enumerate() {
-            times[i].push(sample(iters[i], *f, c, cpu_time));
+            times[i].push(sample(
+                iters[i],
+                &mut || {
+                    f(&mut *c);
+                    black_box(&mut *c);
+                },
+                cpu_time,
+            ));
         }
     }
     let gflops: Vec<f64> = times.into_iter().map(|t| flops / median(t) / 1e9).collect();
