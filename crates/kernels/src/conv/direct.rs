@@ -35,10 +35,14 @@ const L: usize = size_of::<V>() / size_of::<f32>();
 
 /// Register tiles, sized so accumulators + operands fit the 32 zmm registers of
 /// AVX-512 or the 16 ymm of AVX2: forward `OB × RY × NV` accumulators (`RY` rows),
-/// `RY·NV` input vectors and one broadcast; weight gradient `OB × TB` accumulators, `OB` dY vectors, one input.
+/// `RY·NV` input vectors and one broadcast — `RY_FEW` rows when a tile has at most
+/// `FEW_VECTORS` vectors per row (`OB·NV`, a pruned layer's 2–4 channels), so that each
+/// input vector loaded still feeds several FMAs; weight gradient `OB × TB` accumulators, `OB` dY vectors, one input.
 #[cfg(target_feature = "avx512f")]
 mod tile {
     pub(super) const FWD_RY: usize = 2;
+    pub(super) const FWD_FEW_VECTORS: usize = 4;
+    pub(super) const FWD_RY_FEW: usize = 4;
     pub(super) const FWD_OB_ONE_VECTOR: usize = 8;
     pub(super) const FWD_OB_TWO_VECTORS: usize = 6;
     pub(super) const DW_OB: usize = 6;
@@ -47,6 +51,8 @@ mod tile {
 #[cfg(not(target_feature = "avx512f"))]
 mod tile {
     pub(super) const FWD_RY: usize = 1;
+    pub(super) const FWD_FEW_VECTORS: usize = 4;
+    pub(super) const FWD_RY_FEW: usize = 2;
     pub(super) const FWD_OB_ONE_VECTOR: usize = 8;
     pub(super) const FWD_OB_TWO_VECTORS: usize = 6;
     pub(super) const DW_OB: usize = 3;
@@ -236,23 +242,45 @@ fn forward_image(
     out: &mut [f32],
 ) {
     let ob_max = if plan.nv == 1 { tile::FWD_OB_ONE_VECTOR } else { tile::FWD_OB_TWO_VECTORS };
-    // Rows in steps of `FWD_RY`, then the leftover rows one at a time.
-    let paired = round_down(plan.oh, tile::FWD_RY);
     let mut o0 = 0;
     while o0 < plan.o {
         let ob = ob_max.min(plan.o - o0);
         let args = FwdArgs { plan, padded, wt, taps, bias, relu, o0 };
         match plan.nv {
-            1 => {
-                fwd_dispatch::<1, { tile::FWD_RY }>(ob, &args, 0..paired, out);
-                fwd_dispatch::<1, 1>(ob, &args, paired..plan.oh, out);
-            }
-            _ => {
-                fwd_dispatch::<2, { tile::FWD_RY }>(ob, &args, 0..paired, out);
-                fwd_dispatch::<2, 1>(ob, &args, paired..plan.oh, out);
-            }
+            1 => fwd_rows::<1>(ob, &args, out),
+            _ => fwd_rows::<2>(ob, &args, out),
         }
         o0 += ob;
+    }
+}
+
+/// Every row of `OB` channels: in steps of `FWD_RY_FEW` rows when the tile is narrow
+/// (`OB·NV ≤ FWD_FEW_VECTORS`), then of `FWD_RY` rows, then one at a time. Each output
+/// sums its taps in the same order whatever the tile, so the bits do not change.
+fn fwd_rows<const NV: usize>(ob: usize, args: &FwdArgs<'_>, out: &mut [f32]) {
+    let oh = args.plan.oh;
+    let tall = if ob * NV <= tile::FWD_FEW_VECTORS { round_down(oh, tile::FWD_RY_FEW) } else { 0 };
+    fwd_dispatch_few::<NV, { tile::FWD_RY_FEW }>(ob, args, 0..tall, out);
+    let paired = tall + round_down(oh - tall, tile::FWD_RY);
+    fwd_dispatch::<NV, { tile::FWD_RY }>(ob, args, tall..paired, out);
+    fwd_dispatch::<NV, 1>(ob, args, paired..oh, out);
+}
+
+/// [`fwd_dispatch`] for the narrow tiles of [`fwd_rows`] (`OB ≤ FWD_FEW_VECTORS`).
+fn fwd_dispatch_few<const NV: usize, const RY: usize>(
+    ob: usize,
+    a: &FwdArgs<'_>,
+    rows: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    if rows.is_empty() {
+        return;
+    }
+    match ob {
+        1 => fwd_tile::<1, NV, RY>(a, rows, out),
+        2 => fwd_tile::<2, NV, RY>(a, rows, out),
+        3 => fwd_tile::<3, NV, RY>(a, rows, out),
+        _ => fwd_tile::<4, NV, RY>(a, rows, out),
     }
 }
 
