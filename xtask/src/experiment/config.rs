@@ -50,6 +50,13 @@ pub struct RunConfig {
     /// left out of the JSON when `constant`, so the ids of earlier runs do not change.
     #[serde(default = "constant", skip_serializing_if = "is_constant")]
     pub lr_schedule: String,
+    /// Learning rate of retraining after pruning (`None`: `lr`). Appended in recipe
+    /// versions 2; left out of the JSON when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrain_lr: Option<f32>,
+    /// SGD momentum of retraining after pruning (`None`: `momentum`); as `retrain_lr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrain_momentum: Option<f32>,
 }
 
 fn constant() -> String {
@@ -105,6 +112,8 @@ pub(crate) fn sample(seed: u64, width: usize) -> RunConfig {
         momentum: 0.05,
         seed,
         lr_schedule: constant(),
+        retrain_lr: None,
+        retrain_momentum: None,
     }
 }
 
@@ -125,6 +134,12 @@ mod tests {
         let mut c = a.clone();
         c.lr_schedule = "cosine".into();
         assert_ne!(a.id(), c.id());
+        let mut d = a.clone();
+        d.retrain_lr = Some(0.01);
+        assert_ne!(a.id(), d.id());
+        assert!(
+            !a.canonical_json().contains("retrain_lr") && !a.canonical_json().contains("retrain_momentum")
+        );
         // A constant schedule is not serialised: ids from before the field existed hold.
         assert!(!a.canonical_json().contains("lr_schedule"));
         assert_eq!(serde_json::from_str::<RunConfig>(&a.canonical_json()).unwrap(), a);

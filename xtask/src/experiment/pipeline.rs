@@ -201,7 +201,9 @@ impl Executor for Pipeline<'_> {
         metrics.firing_histograms =
             status.layers.iter().map(|l| histogram((0..l.neurons).map(|j| l.firing_rate(j)))).collect();
 
-        let retrain = train_config(c, c.retrain_epochs as f64, train_idx.len(), c.seed.wrapping_add(1))?;
+        let mut retrain = train_config(c, c.retrain_epochs as f64, train_idx.len(), c.seed.wrapping_add(1))?;
+        retrain.lr = c.retrain_lr.unwrap_or(c.lr);
+        retrain.momentum = c.retrain_momentum.unwrap_or(c.momentum);
         let strategy = match c.strategy.as_str() {
             "finetune" | "none" => Strategy::Finetune,
             "reinit" => Strategy::Reinit { init, seed: c.seed.wrapping_add(0x5EED) },

@@ -65,6 +65,8 @@ fn expand(plan: &Plan) -> Vec<RunConfig> {
                 momentum: 0.05,
                 seed,
                 lr_schedule: "constant".into(),
+                retrain_lr: None,
+                retrain_momentum: None,
             });
         }
     }

@@ -52,6 +52,8 @@ fn expand(plan: &Plan) -> Vec<RunConfig> {
         momentum: 0.9,
         seed,
         lr_schedule: "cosine".into(),
+        retrain_lr: None,
+        retrain_momentum: None,
     };
     let mut runs = Vec::new();
     for &w in &widths {
