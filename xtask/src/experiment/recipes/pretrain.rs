@@ -29,10 +29,6 @@ fn expand(plan: &Plan) -> Vec<RunConfig> {
     for &pre in &budgets {
         for &seed in &plan.seed_list() {
             runs.push(RunConfig {
-                experiment: RECIPE.name.into(),
-                version: RECIPE.version,
-                model: plan.mlp(&[w, w]),
-                hidden: vec![w, w],
                 pretrain_epochs: pre,
                 criterion: "entropy".into(),
                 schedule: "ratio:0.75".into(),
@@ -40,13 +36,7 @@ fn expand(plan: &Plan) -> Vec<RunConfig> {
                 retrain_epochs: retrain,
                 train_images,
                 validation,
-                batch: 64,
-                lr: 0.01,
-                momentum: 0.05,
-                seed,
-                lr_schedule: "constant".into(),
-                retrain_lr: None,
-                retrain_momentum: None,
+                ..plan.thesis_mlp_run(&RECIPE, &[w, w], seed)
             });
         }
     }

@@ -49,10 +49,6 @@ fn expand(plan: &Plan) -> Vec<RunConfig> {
     for w in widths(plan.quick) {
         for &seed in &plan.seed_list() {
             runs.push(RunConfig {
-                experiment: RECIPE.name.into(),
-                version: RECIPE.version,
-                model: plan.mlp(&[w, w]),
-                hidden: vec![w, w],
                 pretrain_epochs: epochs as f64,
                 criterion: "mi".into(),
                 schedule: "search:0.005:threshold:0".into(),
@@ -60,13 +56,7 @@ fn expand(plan: &Plan) -> Vec<RunConfig> {
                 retrain_epochs: epochs,
                 train_images,
                 validation,
-                batch: 64,
-                lr: 0.01,
-                momentum: 0.05,
-                seed,
-                lr_schedule: "constant".into(),
-                retrain_lr: None,
-                retrain_momentum: None,
+                ..plan.thesis_mlp_run(&RECIPE, &[w, w], seed)
             });
         }
     }

@@ -36,24 +36,13 @@ fn expand(plan: &Plan) -> Vec<RunConfig> {
         (10, 0, 5000, (100..=1000).step_by(100).collect())
     };
     let base = |hidden: Vec<usize>, seed| RunConfig {
-        experiment: RECIPE.name.into(),
-        version: RECIPE.version,
-        model: plan.mlp(&hidden),
-        hidden,
         pretrain_epochs: epochs as f64,
-        criterion: "none".into(),
-        schedule: "none".into(),
-        strategy: "none".into(),
-        retrain_epochs: 0,
         train_images,
         validation,
-        batch: 64,
         lr: 0.05,
         momentum: 0.9,
-        seed,
         lr_schedule: "cosine".into(),
-        retrain_lr: None,
-        retrain_momentum: None,
+        ..plan.thesis_mlp_run(&RECIPE, &hidden, seed)
     };
     let mut runs = Vec::new();
     for &w in &widths {
