@@ -58,25 +58,26 @@ pub fn draw(dir: &Path, kinds: &[PlotKind], settings: &[Setting]) -> anyhow::Res
         match kind {
             PlotKind::AccuracyVsWidth => {
                 let pts: Vec<&&Setting> = done.iter().filter(|s| s.config.hidden.len() == 2).collect();
+                let unpruned = |s: &&&Setting| s.config.strategy == "none";
+                // `width-search` mixes a uniform sweep with searches that start from one of its
+                // widths: only the sweep belongs here (the searches are on the MACs plot).
+                // `thesis` prunes every run: its final accuracy is plotted at the starting width.
+                let mixed = pts.iter().any(unpruned) && !pts.iter().all(unpruned);
+                let trained: Vec<&&&Setting> = pts.iter().filter(|s| !mixed || unpruned(s)).collect();
                 let mut series = vec![Series {
                     name: "trained".into(),
-                    points: pts.iter().map(|s| (s.config.hidden[0] as f64, s.trained_accuracy())).collect(),
+                    points: trained
+                        .iter()
+                        .map(|s| (s.config.hidden[0] as f64, s.trained_accuracy()))
+                        .collect(),
                 }];
-                if pts.iter().any(|s| s.config.strategy != "none") {
+                if !mixed && !pts.iter().all(unpruned) {
                     series.push(Series {
-                        name: "pruned, re-initialised, retrained".into(),
-                        points: pts
-                            .iter()
-                            .filter(|s| s.config.strategy != "none")
-                            .map(|s| (s.config.hidden[0] as f64, s.accuracy()))
-                            .collect(),
+                        name: "pruned, re-initialised, retrained (at the starting width)".into(),
+                        points: pts.iter().map(|s| (s.config.hidden[0] as f64, s.accuracy())).collect(),
                     });
                 }
                 series.retain(|s| !s.points.is_empty());
-                // The activation-guided runs share a starting width; keep only the uniform sweep's points.
-                if pts.iter().any(|s| s.config.schedule.starts_with("search")) {
-                    series.truncate(1);
-                }
                 if !series.is_empty() {
                     let stem = "accuracy_vs_width";
                     render!(dir, stem, |root| line_chart(
@@ -445,6 +446,10 @@ mod tests {
             let png = std::fs::read(dir.path().join(format!("{stem}.png"))).unwrap();
             assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{stem}");
         }
+        // Every run pruned (as in `thesis`): both the trained and the final accuracy.
+        let width = std::fs::read_to_string(dir.path().join("accuracy_vs_width.svg")).unwrap();
+        assert!(width.contains(">\ntrained\n<") || width.contains(">trained<"), "no trained series");
+        assert!(width.contains("pruned, re-initialised, retrained"), "no final series");
         let leftovers = std::fs::read_dir(dir.path())
             .unwrap()
             .flatten()
