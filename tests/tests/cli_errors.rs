@@ -40,18 +40,7 @@ fn invalid_values_name_the_flag_and_the_accepted_range() {
     let model = dir.path().join("m.safetensors");
     let out = dir.path().join("out.safetensors");
     let trained = Command::new(xtask_bin::xtask())
-        .args([
-            "train",
-            "--model",
-            "mlp:784-16-10",
-            "--epochs",
-            "1",
-            "--json",
-            "--data",
-            s(&data),
-            "--out",
-            s(&model),
-        ])
+        .args(xtask_bin::train_tiny_mlp_args(s(&data), s(&model)))
         .output()
         .unwrap();
     assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));

@@ -333,18 +333,7 @@ fn full_disk_gives_a_clear_error_and_keeps_the_previous_file() {
     let _guard = Tmpfs(disk.clone());
     let out = disk.join("model.safetensors");
     // A small MLP (51 KB) fits; LeNet-5 (247 KB) does not.
-    run_ok(&[
-        "train",
-        "--model",
-        "mlp:784-16-10",
-        "--epochs",
-        "1",
-        "--json",
-        "--data",
-        s(&data),
-        "--out",
-        s(&out),
-    ]);
+    run_ok(&xtask_bin::train_tiny_mlp_args(s(&data), s(&out)));
     let good = std::fs::read(&out).unwrap();
     let failed =
         run(&["train", "--model", "lenet5", "--epochs", "1", "--json", "--data", s(&data), "--out", s(&out)]);

@@ -26,3 +26,9 @@ pub fn xtask() -> &'static Path {
         bin
     })
 }
+
+/// `xtask train` arguments for one epoch of a tiny MLP (784-16-10) on the images in
+/// `data`, saved to `out`: a model file to feed the commands under test.
+pub fn train_tiny_mlp_args<'a>(data: &'a str, out: &'a str) -> [&'a str; 10] {
+    ["train", "--model", "mlp:784-16-10", "--epochs", "1", "--json", "--data", data, "--out", out]
+}
