@@ -57,6 +57,14 @@ pub struct RunConfig {
     /// SGD momentum of retraining after pruning (`None`: `momentum`); as `retrain_lr`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrain_momentum: Option<f32>,
+    /// L2 weight decay of every training phase. Appended in `width-search` version 4;
+    /// left out of the JSON when 0, so the ids of earlier runs do not change.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub weight_decay: f32,
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 fn constant() -> String {
@@ -114,6 +122,7 @@ pub(crate) fn sample(seed: u64, width: usize) -> RunConfig {
         lr_schedule: constant(),
         retrain_lr: None,
         retrain_momentum: None,
+        weight_decay: 0.0,
     }
 }
 

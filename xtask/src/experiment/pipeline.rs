@@ -116,6 +116,7 @@ fn train_config(c: &RunConfig, epochs: f64, images: usize, seed: u64) -> anyhow:
         batch: c.batch,
         lr: c.lr,
         momentum: c.momentum,
+        weight_decay: c.weight_decay,
         schedule: crate::train::parse_schedule(&c.lr_schedule)?,
         seed,
         progress: false,
@@ -167,6 +168,13 @@ impl Executor for Pipeline<'_> {
         if c.lr_schedule != "constant" {
             // Only then: the caches of sweeps from before the field existed stay valid.
             key_fields.as_array_mut().expect("an array").push(c.lr_schedule.clone().into());
+        }
+        if c.weight_decay != 0.0 {
+            // Likewise appended only when set.
+            key_fields
+                .as_array_mut()
+                .expect("an array")
+                .push(serde_json::json!({ "weight_decay": c.weight_decay }));
         }
         let key = short_hash(key_fields.to_string().as_bytes());
         let cache = dir.join("models").join(format!("{key}.safetensors"));

@@ -82,6 +82,7 @@ fn expand(plan: &Plan) -> Vec<RunConfig> {
                             lr_schedule: lr_schedule.to_string(),
                             retrain_lr: Some(0.01),
                             retrain_momentum: Some(0.9),
+                            weight_decay: 0.0,
                         });
                     }
                 }

@@ -62,6 +62,7 @@ impl Plan {
             lr_schedule: "constant".into(),
             retrain_lr: None,
             retrain_momentum: None,
+            weight_decay: 0.0,
         }
     }
 
@@ -155,7 +156,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(crate::experiment::config::short_hash(all_ids.as_bytes()), "4b4996db6c99e15f");
+        assert_eq!(crate::experiment::config::short_hash(all_ids.as_bytes()), "fb393902c1fb2480");
     }
 
     #[test]
