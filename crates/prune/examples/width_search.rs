@@ -1,8 +1,10 @@
 //! The activation-guided width search on real MNIST, for the README figures:
 //! `cargo run -p prune --release --example width_search -- DIR [SPEC] [CRITERION] [AMOUNT] [EPOCHS] [LR]
-//! [STRATEGY] [DELTA]`; set `WIDE_CACHE=FILE` to save the trained wide model there, or load it when present.
+//! [STRATEGY] [DELTA]`; set `WIDE_CACHE=FILE` to save the trained wide model there, or load it when present,
+//! `VALIDATION=N` to hold out N training images instead of 5,000, `WEIGHT_DECAY=X` to train every model with that L2 weight decay (default 0), and `SEED=S` for the seed
+//! of the split, the wide model and its training (default 0).
 //!
-//! Trains the wide model on the training split minus 5,000 validation images, then
+//! Trains the wide model on the training split minus the validation images, then
 //! repeatedly keeps each layer's significant neurons (dropping AMOUNT per round by
 //! CRITERION), retrains EPOCHS epochs, and narrows each layer until validation accuracy
 //! falls more than 0.3 points below the wide model's. Prints one line per round and the test
@@ -41,14 +43,20 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let cache = std::env::var_os("WIDE_CACHE").map(PathBuf::from);
     let mnist = mnist_io::Mnist::open(&dir)?;
-    let split = mnist_io::split(mnist.train.len(), 5000, 0);
+    let env = |name: &str| std::env::var(name).ok();
+    let weight_decay: f32 = env("WEIGHT_DECAY").map_or(Ok(0.0), |s| s.parse())?;
+    let seed: u64 = env("SEED").map_or(Ok(0), |s| s.parse())?;
+    let validation: usize = env("VALIDATION").map_or(Ok(5000), |s| s.parse())?;
+    let split = mnist_io::split(mnist.train.len(), validation, seed);
     let val = Data::new(&mnist.train, &split.validation);
-    let mut wide = Model::from_spec(spec, [1, 28, 28], 10, Init::PyTorchDefault, 0)?;
+    let mut wide = Model::from_spec(spec, [1, 28, 28], 10, Init::PyTorchDefault, seed)?;
     let cfg = TrainConfig {
         epochs: 10,
         lr: 0.05,
         momentum: 0.9,
         schedule: Schedule::Cosine,
+        weight_decay,
+        seed,
         ..TrainConfig::default()
     };
     match &cache {
