@@ -2,7 +2,8 @@
 //! `cargo run -p prune --release --example width_search -- DIR [SPEC] [CRITERION] [AMOUNT] [EPOCHS] [LR]
 //! [STRATEGY] [DELTA]`; set `WIDE_CACHE=FILE` to save the trained wide model there, or load it when present,
 //! `VALIDATION=N` to hold out N training images instead of 5,000, `WEIGHT_DECAY=X` to train every model with that L2 weight decay (default 0), and `SEED=S` for the seed
-//! of the split, the wide model and its training (default 0).
+//! of the split, the wide model and its training (default 0), and `REFINE=N` to let a layer's step be halved
+//! N times after rejected rounds.
 //!
 //! Trains the wide model on the training split minus the validation images, then
 //! repeatedly keeps each layer's significant neurons (dropping AMOUNT per round by
@@ -77,6 +78,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         strategy,
         train: TrainConfig { epochs, lr, schedule: Schedule::Cosine, ..cfg },
         decision: ConvDecision::AboveMean,
+        refinements: env("REFINE").map_or(Ok(0), |s| s.parse())?,
     };
     let report = activation_guided(&wide, &mnist.train, &split.train, &val, &g)?;
     let total: usize = report.rounds[0].widths.iter().sum();

@@ -5,8 +5,9 @@
 //! (b) [`activation_guided`]: train wide, keep each layer's significant neurons (by a
 //! criterion and a per-round plan), retrain at those widths, and repeat until the
 //! validation accuracy falls more than δ below the wide model's — first all layers
-//! together, then each layer alone — and report the widths and accuracy of every
-//! round and the last accepted one (the narrowest architecture within δ).
+//! together, then each layer alone, optionally halving a layer's step after a rejected
+//! round — and report the widths and accuracy of every round and the last accepted one
+//! (the narrowest architecture within δ).
 
 use mnist_io::Dataset;
 use net::spec::{LayerSpec, spec_string};
@@ -16,7 +17,7 @@ use crate::PruneError;
 use crate::criteria::Criterion;
 use crate::pipeline::{self, Job};
 use crate::record::{Data, accuracy};
-use crate::schedule::Plan;
+use crate::schedule::{Amount, Plan};
 use crate::status::ConvDecision;
 use crate::strategy::Strategy;
 use crate::surgery::{prunable_layers, widths};
@@ -121,6 +122,12 @@ pub struct Guided<'a> {
     pub train: TrainConfig,
     /// How a conv channel's decision is made.
     pub decision: ConvDecision,
+    /// How many times a layer's step may be halved after a rejected round before the
+    /// layer stops (0: a layer stops at its first rejected round of its own). A halved
+    /// step removes the lowest-scoring `f/2` of the layer, where `f` is the fraction the
+    /// rejected round removed: a plan that halves the layers each round can only land
+    /// on widths a factor of two apart, and the width within δ usually lies between.
+    pub refinements: usize,
 }
 
 /// The result of [`activation_guided`].
@@ -173,6 +180,10 @@ pub fn activation_guided(
     let mut together = active.len() > 1;
     let (mut best, mut current) = (0, wide.clone());
     let mut strategy = cfg.strategy.clone();
+    // Per layer: the ratio it is pruned by once refined (`None`: the plan's amount), and
+    // how many times its step was halved.
+    let mut step: Vec<Option<f64>> = vec![None; layers];
+    let mut halvings = vec![0usize; layers];
     while rounds.len() <= cfg.max_rounds && !active.is_empty() {
         let targets: Vec<Vec<usize>> =
             if together { vec![active.clone()] } else { active.iter().map(|&l| vec![l]).collect() };
@@ -180,9 +191,13 @@ pub fn activation_guided(
             if rounds.len() > cfg.max_rounds {
                 break;
             }
+            let amount = match (target.as_slice(), together) {
+                (&[l], false) => step[l].map_or_else(|| cfg.plan.amount.clone(), Amount::Ratio),
+                _ => cfg.plan.amount.clone(),
+            };
             let job = Job {
                 criterion: cfg.criterion,
-                plan: Plan { amount: cfg.plan.amount.clone(), layers: Some(target.clone()) },
+                plan: Plan { amount, layers: Some(target.clone()) },
                 rounds: 1,
                 strategy: strategy.clone(),
                 train: cfg.train.clone(),
@@ -197,6 +212,12 @@ pub fn activation_guided(
                 active.retain(|l| !target.contains(l));
                 continue;
             }
+            let removed: Vec<f64> = rounds[best]
+                .widths
+                .iter()
+                .zip(&r.widths)
+                .map(|(&before, &after)| (before - after) as f64 / before as f64)
+                .collect();
             rounds.push(WidthPoint {
                 widths: r.widths.clone(),
                 params: r.params,
@@ -210,8 +231,22 @@ pub fn activation_guided(
                 current = out.model;
             } else if together {
                 together = false;
+                if cfg.refinements > 0 {
+                    // Each layer goes on alone at half the step that failed together.
+                    for &l in &target {
+                        step[l] = Some(removed[l] / 2.0);
+                        halvings[l] = 1;
+                    }
+                }
             } else {
-                active.retain(|l| !target.contains(l));
+                for &l in &target {
+                    if halvings[l] < cfg.refinements {
+                        step[l] = Some(removed[l] / 2.0);
+                        halvings[l] += 1;
+                    } else {
+                        active.retain(|&a| a != l);
+                    }
+                }
             }
         }
     }
@@ -274,6 +309,7 @@ mod tests {
             strategy: Strategy::Reinit { init: Init::KaimingNormal, seed: 7 },
             train: config(3, 2),
             decision: ConvDecision::AboveMean,
+            refinements: 0,
         };
         let rep = activation_guided(&wide, &ds, &train_idx, &val, &g).unwrap();
         assert_eq!(rep.rounds[0].widths, vec![32, 32]);
@@ -311,6 +347,7 @@ mod tests {
             strategy: Strategy::Finetune,
             train: config(0, 2),
             decision: ConvDecision::AboveMean,
+            refinements: 0,
         };
         // Removing 90% without retraining loses accuracy in every layer: the joint round
         // fails, then each layer alone, each from the wide model's widths.
@@ -319,5 +356,50 @@ mod tests {
         assert_eq!(w, vec![vec![32, 8], vec![4, 1], vec![4, 8], vec![32, 1]], "{:?}", rep.rounds);
         assert!(rep.rounds[1..].iter().all(|r| !r.accepted));
         assert_eq!((rep.best, widths(&rep.model).unwrap()), (0, vec![32, 8]));
+    }
+
+    #[test]
+    fn a_rejected_step_is_halved_per_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ds, train_idx, val_idx) = stripes(dir.path());
+        let val = Data::new(&ds, &val_idx);
+        let mut wide =
+            Model::from_spec("flatten,fc32,relu,fc8,relu,fc3", [1, 4, 4], 3, Init::KaimingNormal, 1).unwrap();
+        net::train(&mut wide, &ds, &train_idx, None, &config(3, 1), &mut Quiet).unwrap();
+        let g = Guided {
+            criterion: &Apoz,
+            plan: Plan::new(Amount::Ratio(0.9)),
+            delta: 0.0,
+            max_rounds: 12,
+            strategy: Strategy::Finetune,
+            train: config(0, 2),
+            decision: ConvDecision::AboveMean,
+            refinements: 2,
+        };
+        let rep = activation_guided(&wide, &ds, &train_idx, &val, &g).unwrap();
+        let w: Vec<Vec<usize>> = rep.rounds.iter().map(|r| r.widths.clone()).collect();
+        // The joint round removes 28 of 32 and 7 of 8 and fails (as in the test above);
+        // then each layer alone removes half that fraction: ⌊0.4375·32⌋ = 14, ⌊0.4375·8⌋ = 3.
+        assert_eq!(w[..2], [vec![32, 8], vec![4, 1]], "{:?}", rep.rounds);
+        assert!(!rep.rounds[1].accepted);
+        assert_eq!(w[2], vec![18, 8], "{:?}", rep.rounds);
+        let first = if rep.rounds[2].accepted { 18 } else { 32 };
+        assert_eq!(w[3], vec![first, 5], "{:?}", rep.rounds);
+        // Afterwards a layer's step only shrinks: each rejected round of a layer is
+        // followed, while refinements remain, by one removing about half as much.
+        let mut kept = vec![32usize, 8];
+        let mut removed_last = [None::<usize>; 2];
+        for r in &rep.rounds[2..] {
+            let l = (0..2).find(|&l| r.widths[l] != kept[l]).expect("a round narrows a layer");
+            let now = kept[l] - r.widths[l];
+            if let Some(prev) = removed_last[l] {
+                assert!(now <= prev, "layer {l} removed {now} after {prev}: {:?}", rep.rounds);
+            }
+            removed_last[l] = Some(now);
+            if r.accepted {
+                kept = r.widths.clone();
+            }
+        }
+        assert_eq!(widths(&rep.model).unwrap(), rep.rounds[rep.best].widths);
     }
 }

@@ -59,8 +59,9 @@ impl TrainObserver for EpochTimes {
 enum Schedule {
     None,
     Amount(Amount),
-    /// Activation-guided search: the accuracy drop δ, and what one round removes.
-    Search(f64, Amount),
+    /// Activation-guided search: the accuracy drop δ, what one round removes, and how
+    /// often a layer's step may be halved after a rejected round (`:refine:N`).
+    Search(f64, Amount, usize),
 }
 
 fn parse_schedule(s: &str) -> anyhow::Result<Schedule> {
@@ -77,22 +78,31 @@ fn parse_schedule(s: &str) -> anyhow::Result<Schedule> {
     let unknown = || {
         anyhow::anyhow!(
             "unknown schedule `{s}` (none, ratio:R, global:R, threshold:T, max-drop:D, search:D, \
-             search:D:ratio:R, search:D:global:R, search:D:threshold:T)"
+             search:D:ratio:R, search:D:global:R, search:D:threshold:T, each search optionally \
+             followed by :refine:N)"
         )
     };
     Ok(match s.split_once(':') {
         None if s == "none" => Schedule::None,
-        Some(("search", rest)) => match rest.split_once(':') {
-            // Version-1 recipes wrote `search:D`: 30% of every layer per round.
-            None => Schedule::Search(num(rest)?, Amount::Ratio(0.3)),
-            Some((delta, round)) => {
-                let (kind, v) = round.split_once(':').ok_or_else(unknown)?;
-                match amount(kind, v)? {
-                    Some(Amount::MaxDrop(_)) | None => return Err(unknown()),
-                    Some(a) => Schedule::Search(num(delta)?, a),
+        Some(("search", rest)) => {
+            let (rest, refinements) = match rest.rsplit_once(":refine:") {
+                Some((r, n)) => {
+                    (r, n.parse().with_context(|| format!("schedule `{s}`: `{n}` is not a count"))?)
+                }
+                None => (rest, 0),
+            };
+            match rest.split_once(':') {
+                // Version-1 recipes wrote `search:D`: 30% of every layer per round.
+                None => Schedule::Search(num(rest)?, Amount::Ratio(0.3), refinements),
+                Some((delta, round)) => {
+                    let (kind, v) = round.split_once(':').ok_or_else(unknown)?;
+                    match amount(kind, v)? {
+                        Some(Amount::MaxDrop(_)) | None => return Err(unknown()),
+                        Some(a) => Schedule::Search(num(delta)?, a, refinements),
+                    }
                 }
             }
-        },
+        }
         Some((kind, v)) => Schedule::Amount(amount(kind, v)?.ok_or_else(unknown)?),
         None => return Err(unknown()),
     })
@@ -249,16 +259,18 @@ impl Executor for Pipeline<'_> {
                 }
                 next
             }
-            Schedule::Search(delta, per_round) => {
+            Schedule::Search(delta, per_round, refinements) => {
                 let criterion = criteria::by_name(&c.criterion, c.seed)?;
                 let g = Guided {
                     criterion: criterion.as_ref(),
                     plan: Plan::new(per_round),
                     delta,
-                    max_rounds: 12,
+                    // Refined steps take more, smaller rounds.
+                    max_rounds: if refinements == 0 { 12 } else { 24 },
                     strategy,
                     train: retrain,
                     decision: ConvDecision::Majority,
+                    refinements,
                 };
                 let report = activation_guided(&model, train_ds, &train_idx, &val, &g)?;
                 timings.prune_seconds = started.elapsed().as_secs_f64();
@@ -299,12 +311,19 @@ mod tests {
         assert!(matches!(parse_schedule("max-drop:0.005").unwrap(), Schedule::Amount(Amount::MaxDrop(_))));
         assert!(matches!(
             parse_schedule("search:0.003").unwrap(),
-            Schedule::Search(d, Amount::Ratio(r)) if d == 0.003 && r == 0.3
+            Schedule::Search(d, Amount::Ratio(r), 0) if d == 0.003 && r == 0.3
         ));
         assert!(matches!(
             parse_schedule("search:0.005:threshold:0.5").unwrap(),
-            Schedule::Search(d, Amount::Threshold(t)) if d == 0.005 && t == 0.5
+            Schedule::Search(d, Amount::Threshold(t), 0) if d == 0.005 && t == 0.5
         ));
+        assert!(matches!(
+            parse_schedule("search:0.002:threshold:0:refine:3").unwrap(),
+            Schedule::Search(d, Amount::Threshold(t), 3) if d == 0.002 && t == 0.0
+        ));
+        assert!(matches!(parse_schedule("search:0.002:refine:2").unwrap(), Schedule::Search(_, _, 2)));
+        assert!(parse_schedule("search:0.002:threshold:0:refine:x").is_err());
+        assert!(parse_schedule("search:0.002:threshold:0:refine").is_err());
         assert!(parse_schedule("search:0.005:max-drop:0.1").is_err());
         assert!(parse_schedule("search:0.005:half").is_err());
         assert!(parse_schedule("search:x").is_err());
