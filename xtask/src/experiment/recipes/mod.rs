@@ -156,7 +156,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(crate::experiment::config::short_hash(all_ids.as_bytes()), "fb393902c1fb2480");
+        assert_eq!(crate::experiment::config::short_hash(all_ids.as_bytes()), "8574e09cf598ec83");
     }
 
     #[test]
