@@ -156,7 +156,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(crate::experiment::config::short_hash(all_ids.as_bytes()), "8574e09cf598ec83");
+        assert_eq!(crate::experiment::config::short_hash(all_ids.as_bytes()), "8db72e3b9193c61b");
     }
 
     #[test]
