@@ -331,8 +331,9 @@ mod tests {
         assert_eq!(widths(&rep.model).unwrap(), rep.rounds[rep.best].widths);
     }
 
-    #[test]
-    fn a_failed_joint_round_is_retried_one_layer_at_a_time() {
+    /// The search from a trained 32-8 MLP on the stripes, removing 90% per round with no
+    /// retraining and no tolerance.
+    fn search_without_retraining(max_rounds: usize, refinements: usize) -> GuidedReport {
         let dir = tempfile::tempdir().unwrap();
         let (ds, train_idx, val_idx) = stripes(dir.path());
         let val = Data::new(&ds, &val_idx);
@@ -343,15 +344,20 @@ mod tests {
             criterion: &Apoz,
             plan: Plan::new(Amount::Ratio(0.9)),
             delta: 0.0,
-            max_rounds: 3,
+            max_rounds,
             strategy: Strategy::Finetune,
             train: config(0, 2),
             decision: ConvDecision::AboveMean,
-            refinements: 0,
+            refinements,
         };
+        activation_guided(&wide, &ds, &train_idx, &val, &g).unwrap()
+    }
+
+    #[test]
+    fn a_failed_joint_round_is_retried_one_layer_at_a_time() {
         // Removing 90% without retraining loses accuracy in every layer: the joint round
         // fails, then each layer alone, each from the wide model's widths.
-        let rep = activation_guided(&wide, &ds, &train_idx, &val, &g).unwrap();
+        let rep = search_without_retraining(3, 0);
         let w: Vec<Vec<usize>> = rep.rounds.iter().map(|r| r.widths.clone()).collect();
         assert_eq!(w, vec![vec![32, 8], vec![4, 1], vec![4, 8], vec![32, 1]], "{:?}", rep.rounds);
         assert!(rep.rounds[1..].iter().all(|r| !r.accepted));
@@ -360,23 +366,7 @@ mod tests {
 
     #[test]
     fn a_rejected_step_is_halved_per_layer() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ds, train_idx, val_idx) = stripes(dir.path());
-        let val = Data::new(&ds, &val_idx);
-        let mut wide =
-            Model::from_spec("flatten,fc32,relu,fc8,relu,fc3", [1, 4, 4], 3, Init::KaimingNormal, 1).unwrap();
-        net::train(&mut wide, &ds, &train_idx, None, &config(3, 1), &mut Quiet).unwrap();
-        let g = Guided {
-            criterion: &Apoz,
-            plan: Plan::new(Amount::Ratio(0.9)),
-            delta: 0.0,
-            max_rounds: 12,
-            strategy: Strategy::Finetune,
-            train: config(0, 2),
-            decision: ConvDecision::AboveMean,
-            refinements: 2,
-        };
-        let rep = activation_guided(&wide, &ds, &train_idx, &val, &g).unwrap();
+        let rep = search_without_retraining(12, 2);
         let w: Vec<Vec<usize>> = rep.rounds.iter().map(|r| r.widths.clone()).collect();
         // The joint round removes 28 of 32 and 7 of 8 and fails (as in the test above);
         // then each layer alone removes half that fraction: ⌊0.4375·32⌋ = 14, ⌊0.4375·8⌋ = 3.
