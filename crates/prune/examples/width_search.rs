@@ -1,9 +1,9 @@
 //! The activation-guided width search on real MNIST, for the README figures:
 //! `cargo run -p prune --release --example width_search -- DIR [SPEC] [CRITERION] [AMOUNT] [EPOCHS] [LR]
-//! [STRATEGY] [DELTA]`; set `WIDE_CACHE=FILE` to save the trained wide model there, or load it when present,
-//! `VALIDATION=N` to hold out N training images instead of 5,000, `WEIGHT_DECAY=X` to train every model with that L2 weight decay (default 0), and `SEED=S` for the seed
-//! of the split, the wide model and its training (default 0), and `REFINE=N` to let a layer's step be halved
-//! N times after rejected rounds.
+//! [STRATEGY] [DELTA]`. Environment: `WIDE_CACHE=FILE` saves the trained wide model there, or loads it
+//! when present; `VALIDATION=N` holds out N training images (default 5,000); `WEIGHT_DECAY=X` trains
+//! every model with that L2 weight decay (default 0); `SEED=S` seeds the split, the wide model and its
+//! training (default 0); `REFINE=N` lets a layer's step be halved N times after rejected rounds.
 //!
 //! Trains the wide model on the training split minus the validation images, then
 //! repeatedly keeps each layer's significant neurons (dropping AMOUNT per round by

@@ -212,12 +212,6 @@ pub fn activation_guided(
                 active.retain(|l| !target.contains(l));
                 continue;
             }
-            let removed: Vec<f64> = rounds[best]
-                .widths
-                .iter()
-                .zip(&r.widths)
-                .map(|(&before, &after)| (before - after) as f64 / before as f64)
-                .collect();
             rounds.push(WidthPoint {
                 widths: r.widths.clone(),
                 params: r.params,
@@ -229,24 +223,19 @@ pub fn activation_guided(
                 best = rounds.len() - 1;
                 strategy = out.next_strategy;
                 current = out.model;
-            } else if together {
-                together = false;
-                if cfg.refinements > 0 {
-                    // Each layer goes on alone at half the step that failed together.
-                    for &l in &target {
-                        step[l] = Some(removed[l] / 2.0);
-                        halvings[l] = 1;
-                    }
-                }
             } else {
+                // Each layer of a failed round goes on alone at half the step it failed
+                // by, while refinements remain; a layer that failed alone then stops.
+                let (before, after) = (&rounds[best].widths, &r.widths);
                 for &l in &target {
                     if halvings[l] < cfg.refinements {
-                        step[l] = Some(removed[l] / 2.0);
+                        step[l] = Some((before[l] - after[l]) as f64 / before[l] as f64 / 2.0);
                         halvings[l] += 1;
-                    } else {
+                    } else if !together {
                         active.retain(|&a| a != l);
                     }
                 }
+                together = false;
             }
         }
     }
