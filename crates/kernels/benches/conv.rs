@@ -167,7 +167,7 @@ fn bench_case(case: &Case, threads: usize, opts: &Options) {
             dy_t[oc * cols_n + n * s..][..s].copy_from_slice(row);
         }
     }
-    let par = if threads > 1 { Parallelism::Rayon } else { Parallelism::None };
+    let par = if threads > 1 { Parallelism::Threads } else { Parallelism::None };
     let faer_par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
 
     let mut out = vec![0.0f32; g.output_len()];

@@ -144,7 +144,7 @@ fn bench_shape(s: &Shape, threads: usize, opts: &Options) {
     // Strides (row, column) of op(A), op(B) over their row-major storage.
     let (ars, acs) = if s.ta { (1, m) } else { (k, 1) };
     let (brs, bcs) = if s.tb { (1, k) } else { (n, 1) };
-    let par = if threads > 1 { Parallelism::Rayon } else { Parallelism::None };
+    let par = if threads > 1 { Parallelism::Threads } else { Parallelism::None };
 
     let ours = |c: &mut [f32]| {
         let av = MatRef::new(&a, m, k, ars, acs).expect("A view");

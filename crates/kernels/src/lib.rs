@@ -5,7 +5,8 @@
 //! epilogues (bias, ReLU, ReLU mask); im2col/col2im and direct convolution over
 //! NCHW batches ([`conv`]); 2 × 2 max pooling with argmax and its adjoint
 //! ([`pool`]); the naive reference implementations the fast paths are
-//! tested against ([`reference`]).
+//! tested against ([`reference`]); the spin-waiting threads that run every
+//! parallel region of the workspace ([`team`]).
 //!
 //! Must not know about: layers, models, losses, training, datasets or pruning. It
 //! sees slices of `f32`, shapes and strides, nothing more. `unsafe` is allowed here
@@ -17,6 +18,7 @@ pub mod gemm;
 pub mod pool;
 pub mod reference;
 pub mod simd;
+pub mod team;
 
 pub use conv::ConvGeometry;
 pub use error::KernelError;

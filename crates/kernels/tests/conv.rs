@@ -94,7 +94,7 @@ fn forward_matches_reference_on_every_path() {
                 direct_runs += usize::from(path == ConvPath::Direct);
                 // NaN in the output proves it is overwritten, never read.
                 let mut out = vec![f32::NAN; g.output_len()];
-                conv2d_forward_with(path, &g, &input, &weight, b, relu, &mut out, Parallelism::Rayon)
+                conv2d_forward_with(path, &g, &input, &weight, b, relu, &mut out, Parallelism::Threads)
                     .unwrap();
                 assert_close(&format!("forward {path:?} bias {use_bias} relu {relu}"), &g, &out, &expected);
             }
@@ -140,7 +140,7 @@ fn backward_matches_reference_on_every_path() {
                     gi_arg,
                     &mut gw,
                     Some(&mut gb),
-                    Parallelism::Rayon,
+                    Parallelism::Threads,
                 )
                 .unwrap();
                 let what = format!("backward {path:?} with_input {with_input}");
@@ -211,7 +211,7 @@ fn one_and_two_threads_are_bit_identical() {
                 [out, gi, gw, gb].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
             };
             let one = run(Parallelism::None);
-            let two = pool.install(|| run(Parallelism::Rayon));
+            let two = pool.install(|| run(Parallelism::Threads));
             for (name, (a, b)) in
                 ["output", "grad_input", "grad_weight", "grad_bias"].iter().zip(one.iter().zip(&two))
             {

@@ -147,7 +147,7 @@ fn run(case: &Case, par: Parallelism) -> (Vec<f32>, Vec<f32>) {
 
 /// Runs `case` and compares with the reference: relative error ~1e-5 scaled by `k`.
 fn check(case: &Case) {
-    let (got, want) = run(case, Parallelism::Rayon);
+    let (got, want) = run(case, Parallelism::Threads);
     let tol = 1e-5 * (case.k as f32 + 1.0) * (case.alpha.abs() + case.beta.abs() + 1.0);
     for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
         // Padding elements of C between rows/columns must be untouched (NaN stays NaN).
@@ -318,7 +318,7 @@ fn epilogue_effects_are_visible() {
 /// Runs `case` on a rayon pool of `threads` threads and returns C's bits.
 fn bits_on_pool(case: &Case, threads: usize) -> Vec<u32> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    let (got, _) = pool.install(|| run(case, Parallelism::Rayon));
+    let (got, _) = pool.install(|| run(case, Parallelism::Threads));
     got.iter().map(|x| x.to_bits()).collect()
 }
 

@@ -11,8 +11,8 @@
 //! contains no `unsafe`.
 //!
 //! Threads: callers choose the thread count by running inside a rayon pool
-//! (`pool.install(|| …)`); `net` and `kernels` use the current pool, and results are
-//! bit-identical for any thread count.
+//! (`pool.install(|| …)`); `net` and `kernels` use that many threads of
+//! `kernels::team`, and results are bit-identical for any thread count.
 
 mod error;
 pub mod init;

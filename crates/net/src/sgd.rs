@@ -141,7 +141,6 @@ const CHUNK: usize = 1 << 14;
 /// The branches are hoisted out of the loops so that each loop vectorises.
 #[allow(clippy::too_many_arguments)]
 fn update(w: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, mu: f32, wd: f32, nesterov: bool, first: bool) {
-    use rayon::prelude::*;
     let body = |(w, (g, v)): (&mut [f32], (&[f32], &mut [f32]))| {
         if mu == 0.0 {
             for (w, &g) in w.iter_mut().zip(g) {
@@ -166,7 +165,8 @@ fn update(w: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, mu: f32, wd: f32, ne
     if w.len() <= CHUNK {
         body((w, (g, v)));
     } else {
-        w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK).zip(v.par_chunks_mut(CHUNK))).for_each(body);
+        let chunks = w.chunks_mut(CHUNK).zip(g.chunks(CHUNK).zip(v.chunks_mut(CHUNK))).collect();
+        kernels::team::for_each(chunks, |_, c| body(c));
     }
 }
 

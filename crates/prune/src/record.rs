@@ -1,14 +1,13 @@
 //! Recording: one parallel pass of a model over a dataset subset (the validation
 //! split — pruning never looks at the test set) that fills an [`ActivationStatus`].
 //!
-//! The indices are cut into chunks of `batch` inputs; rayon runs the chunks in
-//! parallel, each with its own [`net::Workspace`], and their statuses are appended in
+//! The indices are cut into chunks of `batch` inputs; `kernels::team` runs the chunks
+//! in parallel, each thread with its own [`net::Workspace`], and their statuses are appended in
 //! chunk order, so the result is identical for any thread count. The same pattern
 //! serves [`accuracy`] and the gradient pass of the Taylor criterion.
 
 use mnist_io::{Dataset, Normalize, write_batch};
 use net::{Model, Workspace};
-use rayon::prelude::*;
 
 use crate::PruneError;
 use crate::status::{ActivationStatus, ConvDecision, LayerStatus};
@@ -74,18 +73,18 @@ impl<'a> Data<'a> {
         F: Fn(&[f32], &[u32], usize, &mut Workspace) -> Result<T, PruneError> + Sync,
     {
         let len = self.dataset.image_len();
-        self.indices
-            .par_chunks(self.batch)
-            .map_init(
-                || (Workspace::default(), Vec::new(), Vec::new()),
-                |(ws, images, labels), chunk| {
-                    images.resize(chunk.len() * len, 0.0);
-                    labels.resize(chunk.len(), 0);
-                    write_batch(self.dataset, chunk, self.norm, images, labels);
-                    f(images, labels, chunk.len(), ws)
-                },
-            )
-            .collect()
+        kernels::team::map_init(
+            self.indices.chunks(self.batch).collect(),
+            || (Workspace::default(), Vec::new(), Vec::new()),
+            |(ws, images, labels), _, chunk| {
+                images.resize(chunk.len() * len, 0.0);
+                labels.resize(chunk.len(), 0);
+                write_batch(self.dataset, chunk, self.norm, images, labels);
+                f(images, labels, chunk.len(), ws)
+            },
+        )
+        .into_iter()
+        .collect()
     }
 }
 

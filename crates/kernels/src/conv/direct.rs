@@ -19,13 +19,10 @@
 //! - Input gradient: the forward kernel on `dY` with the weights transposed and flipped
 //!   and padding `K − 1 − p` (a "full" convolution).
 
-use std::sync::Mutex;
-
-use rayon::prelude::*;
-
 use super::lowered::{Partial, bias_partial};
 use super::{ConvGeometry, copy_short, sum_in_order};
 use crate::gemm::Parallelism;
+use crate::team;
 
 #[cfg(target_feature = "avx512f")]
 type V = wide::f32x16;
@@ -222,12 +219,10 @@ fn run_forward(
         forward_image(plan, padded, wt, &taps, bias, relu, out);
     };
     let new_padded = || vec![0.0f32; plan.padded_len()];
-    if parallelism == Parallelism::Rayon && input.len() > in_img {
-        let pool = Pool::default();
-        input
-            .par_chunks_exact(in_img)
-            .zip(output.par_chunks_exact_mut(out_img))
-            .for_each_init(|| pool.lend(), |loan, p| image(loan.get(new_padded), p));
+    if parallelism == Parallelism::Threads && input.len() > in_img {
+        // One zero-bordered buffer per thread: every image overwrites its interior.
+        let images = input.chunks_exact(in_img).zip(output.chunks_exact_mut(out_img)).collect();
+        team::map_init(images, new_padded, |padded, _, p| image(padded, p));
     } else {
         let mut padded = new_padded();
         input.chunks_exact(in_img).zip(output.chunks_exact_mut(out_img)).for_each(|p| image(&mut padded, p));
@@ -481,12 +476,8 @@ pub(super) fn backward(
         padded: vec![0.0; DW_RUN_IMAGES * plan.padded_len()],
         grad_out: vec![0.0; DW_RUN_IMAGES * plan.o * plan.oh * plan.gw() + L],
     };
-    let partials: Vec<Partial> = if parallelism == Parallelism::Rayon && runs > 1 {
-        let pool = Pool::default();
-        (0..runs)
-            .into_par_iter()
-            .map_init(|| pool.lend(), |loan, r| one_run(loan.get(new_scratch), r))
-            .collect()
+    let partials: Vec<Partial> = if parallelism == Parallelism::Threads && runs > 1 {
+        team::map_init((0..runs).collect(), new_scratch, |scratch, _, r| one_run(scratch, r))
     } else {
         let mut scratch = new_scratch();
         (0..runs).map(|r| one_run(&mut scratch, r)).collect()
@@ -542,48 +533,6 @@ fn input_gradient(
         }
     }
     run_forward(&tplan, grad_output, &wt, None, false, grad_input, parallelism);
-}
-
-/// Scratch buffers shared by the rayon jobs of one call. Rayon calls the init of
-/// `map_init`/`for_each_init` once per split job — about once per image or run — and a
-/// fresh buffer is zero-filled (its borders must be zero): for LeNet's training that was
-/// 4% of the instructions, more than a pruned layer's arithmetic. A job borrows a buffer
-/// from here instead, and gives it back when rayon drops the job's state; buffers only
-/// ever serve one plan, and every job overwrites their interiors, so their zero borders
-/// stay zero.
-struct Pool<T>(Mutex<Vec<T>>);
-
-impl<T> Default for Pool<T> {
-    fn default() -> Self {
-        Pool(Mutex::new(Vec::new()))
-    }
-}
-
-impl<T> Pool<T> {
-    fn lend(&self) -> Loan<'_, T> {
-        let item = self.0.lock().ok().and_then(|mut v| v.pop());
-        Loan { pool: self, item }
-    }
-}
-
-/// A buffer on loan from a [`Pool`] (created on first use when the pool was empty).
-struct Loan<'a, T> {
-    pool: &'a Pool<T>,
-    item: Option<T>,
-}
-
-impl<T> Loan<'_, T> {
-    fn get(&mut self, new: impl FnOnce() -> T) -> &mut T {
-        self.item.get_or_insert_with(new)
-    }
-}
-
-impl<T> Drop for Loan<'_, T> {
-    fn drop(&mut self) {
-        if let (Some(item), Ok(mut v)) = (self.item.take(), self.pool.0.lock()) {
-            v.push(item);
-        }
-    }
 }
 
 /// Padded copies of one run's inputs (`B × C × HP × WP`) and output gradients

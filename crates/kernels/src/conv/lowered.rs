@@ -5,15 +5,14 @@
 //! `out (O × B·S) = W (O × K) · cols (K × B·S)` with `K = C·KH·KW`, `S = OH·OW`, bias
 //! and ReLU fused in its epilogue; the backward pass computes the run's weight
 //! gradient `dY (O × B·S) · colsᵀ` and `dcols = Wᵀ · dY`, scattered back by col2im.
-//! Runs are spread over rayon's threads; their weight-gradient partials are added in
+//! Runs are spread over the [`team`]'s threads; their weight-gradient partials are added in
 //! run order afterwards, so the result does not depend on the thread count.
-
-use rayon::prelude::*;
 
 use super::im2col::{lower, raise_add};
 use super::{ConvGeometry, sum_in_order};
 use crate::KernelError;
 use crate::gemm::{Bias, Epilogue, MatMut, MatRef, Parallelism, gemm};
+use crate::team;
 
 /// Columns of the lowered matrix a run aims for: enough for the GEMM to block well,
 /// few enough that `cols` (`K × B·S`) stays in the L2 cache for LeNet's layers.
@@ -58,11 +57,11 @@ pub(super) fn forward(
     let one_run = |scratch: &mut Scratch, (img, out): (&[f32], &mut [f32]), inner: Parallelism| {
         forward_run(g, img, weight, bias, relu, out, scratch, inner)
     };
-    if parallelism == Parallelism::Rayon && runs > 1 {
-        input
-            .par_chunks(run * in_img)
-            .zip(output.par_chunks_mut(run * out_img))
-            .try_for_each_init(Scratch::default, |s, pair| one_run(s, pair, Parallelism::None))
+    if parallelism == Parallelism::Threads && runs > 1 {
+        let pairs = input.chunks(run * in_img).zip(output.chunks_mut(run * out_img)).collect();
+        team::map_init(pairs, Scratch::default, |s, _, pair| one_run(s, pair, Parallelism::None))
+            .into_iter()
+            .collect()
     } else {
         let mut scratch = Scratch::default();
         for pair in input.chunks(run * in_img).zip(output.chunks_mut(run * out_img)) {
@@ -141,11 +140,9 @@ pub(super) fn backward(
         let go = &grad_output[r * run * out_img..][..images * out_img];
         backward_run(g, img, weight, go, gi, scratch, inner)
     };
-    let partials: Vec<Partial> = if parallelism == Parallelism::Rayon && runs > 1 {
-        gi_runs
-            .into_par_iter()
-            .enumerate()
-            .map_init(Scratch::default, |s, pair| one_run(s, pair, Parallelism::None))
+    let partials: Vec<Partial> = if parallelism == Parallelism::Threads && runs > 1 {
+        team::map_init(gi_runs, Scratch::default, |s, r, gi| one_run(s, (r, gi), Parallelism::None))
+            .into_iter()
             .collect::<Result<_, _>>()?
     } else {
         let mut scratch = Scratch::default();

@@ -7,16 +7,15 @@
 
 use std::cell::Cell;
 
-use rayon::prelude::*;
-
 use super::blocking::Blocking;
 use super::microkernel::{LANES, MR, MV, NR, TileOut, V, tile};
 use super::pack::{pack_a, pack_b};
 use super::view::{RawMut, RawRef};
+use crate::team;
 
 /// Products with fewer multiply-adds than this stay on one thread: at about 100
 /// GFLOP/s, 2²¹ multiply-adds take some 40 µs, a few times what handing work to a
-/// rayon worker and packing the shared operand twice cost.
+/// helper thread and packing the shared operand twice cost.
 const PARALLEL_MIN_MACS: usize = 1 << 21;
 
 /// The epilogue in kernel orientation, with raw pointers so that it can be cut into
@@ -112,7 +111,7 @@ unsafe fn offset(p: *const f32, i: usize) -> *const f32 {
     if p.is_null() { p } else { unsafe { p.add(i) } }
 }
 
-/// Runs `p`, on the current rayon pool when `parallel` and the product is big enough.
+/// Runs `p`, on [`team::threads`] threads when `parallel` and the product is big enough.
 ///
 /// C is cut into as many blocks as the pool has threads, along its longer side in
 /// whole tiles (`MR` rows or `NR` columns), so every tile and every k-block is the
@@ -129,7 +128,7 @@ pub unsafe fn run(p: Problem, parallel: bool) {
     }
     let blocking = Blocking::get();
     let threads = if parallel && m.saturating_mul(n).saturating_mul(k.max(1)) >= PARALLEL_MIN_MACS {
-        rayon::current_num_threads()
+        team::threads()
     } else {
         1
     };
@@ -144,7 +143,7 @@ pub unsafe fn run(p: Problem, parallel: bool) {
         unsafe { serial(&p, blocking) };
         return;
     }
-    (0..parts).into_par_iter().for_each(|t| {
+    team::run(parts, &|t| {
         let (t0, t1) = (t * tiles / parts, (t + 1) * tiles / parts);
         // SAFETY: parts ≤ tiles, so each part is a non-empty range of whole tiles inside
         // C, disjoint from the other parts' ranges.
@@ -166,8 +165,8 @@ thread_local! {
     static PACK_B: Cell<Vec<V>> = const { Cell::new(Vec::new()) };
 }
 
-/// Takes this thread's buffer out of `cell` (a nested call on the same thread, e.g.
-/// from a rayon task stolen while waiting, finds it empty and allocates its own),
+/// Takes this thread's buffer out of `cell` (a nested call on the same thread finds it
+/// empty and allocates its own),
 /// grown to at least `len` floats.
 fn take_buffer(cell: &'static std::thread::LocalKey<Cell<Vec<V>>>, len: usize) -> Vec<V> {
     let mut buf = cell.with(Cell::take);

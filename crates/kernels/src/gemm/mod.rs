@@ -303,10 +303,11 @@ impl Epilogue<'_> {
 pub enum Parallelism {
     /// The calling thread only.
     None,
-    /// The current rayon pool (small problems still stay on one thread). The result
-    /// is bit-identical to [`Parallelism::None`].
+    /// As many threads as the current rayon pool has ([`crate::team::threads`]), run
+    /// on the kernels' spin-waiting [`crate::team`] (small problems still stay on one
+    /// thread). The result is bit-identical to [`Parallelism::None`].
     #[default]
-    Rayon,
+    Threads,
 }
 
 use crate::KernelError;
@@ -403,7 +404,7 @@ pub fn gemm(
     // `MatMut::new`), the shapes chain and the bias and mask fit C (checked above); C is
     // borrowed mutably for the whole call, so nothing else reads or writes it, and its
     // view does not alias itself (`MatMut::new` rejects that).
-    unsafe { driver::run(problem, parallelism == Parallelism::Rayon) };
+    unsafe { driver::run(problem, parallelism == Parallelism::Threads) };
     Ok(())
 }
 

@@ -82,7 +82,7 @@ pub(crate) fn forward(
     relu: bool,
 ) -> Result<(), KernelError> {
     let g = layer.geometry(batch, in_hw.0, in_hw.1);
-    kernels::conv::conv2d_forward(&g, inp, &layer.weight, Some(&layer.bias), relu, out, Parallelism::Rayon)
+    kernels::conv::conv2d_forward(&g, inp, &layer.weight, Some(&layer.bias), relu, out, Parallelism::Threads)
 }
 
 /// Backward of out = conv(inp, weight) + bias, given dout (B × O × OH × OW):
@@ -113,6 +113,6 @@ pub(crate) fn backward(
         dinp,
         dweight,
         Some(dbias),
-        Parallelism::Rayon,
+        Parallelism::Threads,
     )
 }

@@ -49,7 +49,7 @@ pub(crate) fn forward(
     let w = MatRef::row_major(&layer.weight, o, i)?;
     let mut y = MatMut::row_major(out, batch, o)?;
     let epilogue = Epilogue { bias: Bias::PerCol(&layer.bias), relu, relu_mask: None };
-    gemm(1.0, x, w.t(), 0.0, &mut y, &epilogue, Parallelism::Rayon)
+    gemm(1.0, x, w.t(), 0.0, &mut y, &epilogue, Parallelism::Threads)
 }
 
 /// Backward of out = inp · Wᵀ + b, given dout (B × O):
@@ -73,7 +73,7 @@ pub(crate) fn backward(
     let dy = MatRef::row_major(dout, batch, o)?;
     let x = MatRef::row_major(inp, batch, i)?;
     let mut dw = MatMut::row_major(dweight, o, i)?;
-    gemm(1.0, dy.t(), x, 0.0, &mut dw, &Epilogue::NONE, Parallelism::Rayon)?;
+    gemm(1.0, dy.t(), x, 0.0, &mut dw, &Epilogue::NONE, Parallelism::Threads)?;
     // The bias gradient sums over the batch in a fixed order (row by row), so it is
     // the same for any thread count.
     dbias.fill(0.0);
@@ -90,7 +90,7 @@ pub(crate) fn backward(
             None => None,
         };
         let epilogue = Epilogue { bias: Bias::None, relu: false, relu_mask };
-        gemm(1.0, dy, w, 0.0, &mut dx, &epilogue, Parallelism::Rayon)?;
+        gemm(1.0, dy, w, 0.0, &mut dx, &epilogue, Parallelism::Threads)?;
     }
     Ok(())
 }

@@ -15,8 +15,8 @@ pub struct MaxPool2d {
 }
 
 /// Input planes per parallel task: enough work per task (about 16 K pixels, a few
-/// thousand instructions with the vector kernel) that rayon's overhead per task stays
-/// small, and still several tasks for a batch of 64 images.
+/// thousand instructions with the vector kernel) that a task's overhead stays small,
+/// and still several tasks for a batch of 64 images.
 fn planes_per_task(hw: usize) -> usize {
     (16384 / hw.max(1)).max(1)
 }
@@ -40,7 +40,6 @@ pub(crate) fn forward(
     h: usize,
     w: usize,
 ) -> Result<(), KernelError> {
-    use rayon::prelude::*;
     let (oh, ow) = (h / k, w / k);
     let (hw, ohw) = (h * w, oh * ow);
     let p = planes_per_task(hw);
@@ -55,13 +54,11 @@ pub(crate) fn forward(
         Ok(())
     };
     if inp.len() <= p * hw {
-        // One task: no rayon call (a pruned model's whole batch can be this small).
+        // One task: no parallel region (a pruned model's whole batch can be this small).
         return task(((out, argmax), inp));
     }
-    out.par_chunks_mut(p * ohw)
-        .zip(argmax.par_chunks_mut(p * ohw))
-        .zip(inp.par_chunks(p * hw))
-        .try_for_each(task)
+    let tasks = out.chunks_mut(p * ohw).zip(argmax.chunks_mut(p * ohw)).zip(inp.chunks(p * hw)).collect();
+    kernels::team::map(tasks, |_, t| task(t)).into_iter().collect()
 }
 
 fn pool_plane(out: &mut [f32], arg: &mut [u32], plane: &[f32], k: usize, oh: usize, ow: usize, w: usize) {
@@ -102,7 +99,6 @@ pub(crate) fn backward(
     k: usize,
     (h, w): (usize, usize),
 ) -> Result<(), KernelError> {
-    use rayon::prelude::*;
     let (oh, ow) = (h / k, w / k);
     let (hw, ohw) = (h * w, oh * ow);
     let p = planes_per_task(hw);
@@ -126,11 +122,8 @@ pub(crate) fn backward(
     if dinp.len() <= p * hw {
         return task(0, dinp, dout, argmax);
     }
-    dinp.par_chunks_mut(p * hw)
-        .zip(dout.par_chunks(p * ohw))
-        .zip(argmax.par_chunks(p * ohw))
-        .enumerate()
-        .try_for_each(|(t, ((dinp, dout), argmax))| task(t, dinp, dout, argmax))
+    let tasks = dinp.chunks_mut(p * hw).zip(dout.chunks(p * ohw)).zip(argmax.chunks(p * ohw)).collect();
+    kernels::team::map(tasks, |t, ((dinp, dout), argmax)| task(t, dinp, dout, argmax)).into_iter().collect()
 }
 
 #[cfg(test)]
