@@ -106,6 +106,7 @@ pub fn write_batch(ds: &Dataset, indices: &[u32], norm: Normalize, images: &mut 
     );
     assert!(labels.len() >= n, "label buffer of {} values, a batch of {n} needs {n}", labels.len());
     let table = norm.table();
+    prefetch_images(ds, indices);
     for ((&index, dst), label) in
         indices.iter().zip(images.chunks_exact_mut(image_len)).zip(labels.iter_mut())
     {
@@ -115,6 +116,29 @@ pub fn write_batch(ds: &Dataset, indices: &[u32], norm: Normalize, images: &mut 
         }
         *label = u32::from(ds.label(index));
     }
+}
+
+/// Asks the CPU to fetch every cache line of the batch's images before they are read.
+///
+/// The images of a shuffled batch are scattered over the file (47 MB for MNIST's
+/// training set), so after a training step has swept the caches their lines come
+/// from memory, and read one image after another the conversion waited on them a few
+/// at a time. In a probe that evicts the caches between batches of 64, the median
+/// fell from 60–170 µs to 30–40 µs with the lines requested first (the range is this
+/// host's memory noise); 160 µs was ~10% of a two-thread MLP step.
+fn prefetch_images(ds: &Dataset, indices: &[u32]) {
+    #[cfg(target_arch = "x86_64")]
+    for &index in indices {
+        for line in ds.image(index as usize).chunks(64) {
+            // SAFETY: a prefetch never faults and does not change memory; the address
+            // is inside the image anyway.
+            unsafe {
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast())
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ds, indices);
 }
 
 /// ChaCha8 keyed by `(seed, domain)`, positioned at the start of stream `stream`.
