@@ -3,8 +3,9 @@
 //!
 //! Batches come from `mnist_io`: `shuffled(indices, seed, epoch)` gives each epoch's
 //! order, `write_batch` writes normalised `f32` NCHW images into one reused buffer; the
-//! last partial batch is kept. Nothing is allocated per batch: the [`Workspace`], the
-//! batch buffers and the momentum state are sized once.
+//! last partial batch is kept. The [`Workspace`], the batch buffers and the momentum
+//! state are sized once; a batch allocates only the parallel regions' short lists of
+//! parts.
 
 use std::time::Instant;
 
