@@ -45,6 +45,10 @@ pub struct Workspace {
     argmax: Vec<Vec<u32>>,
     /// Per layer with parameters: gradients of weight and bias (PyTorch layouts).
     grads: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Per layer: β of the next backward pass's Linear weight gradient,
+    /// `dW ← β·dW + ∇W` (0, the default, overwrites). Set only by
+    /// [`crate::Sgd::forward_backward_step`], for the length of one pass.
+    weight_grad_beta: Vec<f32>,
 }
 
 impl Workspace {
@@ -59,6 +63,19 @@ impl Workspace {
     /// without parameters).
     pub(crate) fn grads(&self) -> &[(Vec<f32>, Vec<f32>)] {
         &self.grads
+    }
+
+    /// Swaps layer `layer`'s weight-gradient buffer with `buf` and sets the β with which
+    /// the next backward pass accumulates into it (see `weight_grad_beta`).
+    pub(crate) fn swap_weight_grad(&mut self, layer: usize, buf: &mut Vec<f32>, beta: f32) {
+        if self.grads.len() <= layer {
+            self.grads.resize_with(layer + 1, Default::default);
+        }
+        if self.weight_grad_beta.len() <= layer {
+            self.weight_grad_beta.resize(layer + 1, 0.0);
+        }
+        std::mem::swap(&mut self.grads[layer].0, buf);
+        self.weight_grad_beta[layer] = beta;
     }
 
     fn prepare(&mut self, model: &Model, batch: usize, backward: bool) {
@@ -558,7 +575,8 @@ impl Model {
                 Layer::Linear(l) => {
                     let (gw, gb) = &mut ws.grads[i];
                     let mask = fold.map(|(relu, _)| &ws.acts[relu][..]);
-                    linear::backward(dinp, gw, gb, dout, inp, l, batch, mask).map_err(kerr)?;
+                    let beta = ws.weight_grad_beta.get(i).copied().unwrap_or(0.0);
+                    linear::backward(dinp, (gw, beta), gb, dout, inp, l, batch, mask).map_err(kerr)?;
                 }
                 Layer::Conv2d(c) => {
                     let (gw, gb) = &mut ws.grads[i];

@@ -192,11 +192,11 @@ pub fn train(
             }
             let n = chunk.len();
             write_batch(train, chunk, norm, &mut images, &mut labels);
-            let (loss, ok) = model.forward_backward(&images[..n * image_len], &labels[..n], n, &mut ws)?;
+            let (loss, ok) =
+                sgd.forward_backward_step(model, &images[..n * image_len], &labels[..n], n, &mut ws)?;
             if !loss.is_finite() {
                 return Err(NetError::Diverged { epoch: epoch + 1, batch: b, lr, loss });
             }
-            sgd.step(model, &ws)?;
             loss_sum += f64::from(loss) * n as f64;
             correct += ok;
             seen += n;

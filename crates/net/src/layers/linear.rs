@@ -53,7 +53,8 @@ pub(crate) fn forward(
 }
 
 /// Backward of out = inp · Wᵀ + b, given dout (B × O):
-/// - dweight (O × I) = doutᵀ (O × B) · inp (B × I), overwritten (β = 0: no zeroing pass)
+/// - dweight (O × I) ← β·dweight + doutᵀ (O × B) · inp (B × I), with `(dweight, β)`;
+///   β = 0 overwrites (C is not read: no zeroing pass)
 /// - dbias (O) = Σ_b dout[b, :], overwritten
 /// - dinp (B × I) = dout (B × O) · weight (O × I), overwritten, when asked for. When
 ///   `mask` (B × I, the output of a ReLU that fed this layer) is given, the ReLU's
@@ -61,7 +62,7 @@ pub(crate) fn forward(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     dinp: Option<&mut [f32]>,
-    dweight: &mut [f32],
+    (dweight, beta): (&mut [f32], f32),
     dbias: &mut [f32],
     dout: &[f32],
     inp: &[f32],
@@ -73,7 +74,7 @@ pub(crate) fn backward(
     let dy = MatRef::row_major(dout, batch, o)?;
     let x = MatRef::row_major(inp, batch, i)?;
     let mut dw = MatMut::row_major(dweight, o, i)?;
-    gemm(1.0, dy.t(), x, 0.0, &mut dw, &Epilogue::NONE, Parallelism::Threads)?;
+    gemm(1.0, dy.t(), x, beta, &mut dw, &Epilogue::NONE, Parallelism::Threads)?;
     // The bias gradient sums over the batch in a fixed order (row by row), so it is
     // the same for any thread count.
     dbias.fill(0.0);
