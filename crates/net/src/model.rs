@@ -45,10 +45,10 @@ pub struct Workspace {
     argmax: Vec<Vec<u32>>,
     /// Per layer with parameters: gradients of weight and bias (PyTorch layouts).
     grads: Vec<(Vec<f32>, Vec<f32>)>,
-    /// Per layer: β of the next backward pass's Linear weight gradient,
+    /// β of every Linear weight gradient in the next backward pass,
     /// `dW ← β·dW + ∇W` (0, the default, overwrites). Set only by
     /// [`crate::Sgd::forward_backward_step`], for the length of one pass.
-    weight_grad_beta: Vec<f32>,
+    pub(crate) linear_grad_beta: f32,
 }
 
 impl Workspace {
@@ -65,17 +65,13 @@ impl Workspace {
         &self.grads
     }
 
-    /// Swaps layer `layer`'s weight-gradient buffer with `buf` and sets the β with which
-    /// the next backward pass accumulates into it (see `weight_grad_beta`).
-    pub(crate) fn swap_weight_grad(&mut self, layer: usize, buf: &mut Vec<f32>, beta: f32) {
+    /// Swaps layer `layer`'s weight-gradient buffer with `buf` (with
+    /// `linear_grad_beta`, a backward pass then accumulates into `buf`'s contents).
+    pub(crate) fn swap_weight_grad(&mut self, layer: usize, buf: &mut Vec<f32>) {
         if self.grads.len() <= layer {
             self.grads.resize_with(layer + 1, Default::default);
         }
-        if self.weight_grad_beta.len() <= layer {
-            self.weight_grad_beta.resize(layer + 1, 0.0);
-        }
         std::mem::swap(&mut self.grads[layer].0, buf);
-        self.weight_grad_beta[layer] = beta;
     }
 
     fn prepare(&mut self, model: &Model, batch: usize, backward: bool) {
@@ -575,7 +571,7 @@ impl Model {
                 Layer::Linear(l) => {
                     let (gw, gb) = &mut ws.grads[i];
                     let mask = fold.map(|(relu, _)| &ws.acts[relu][..]);
-                    let beta = ws.weight_grad_beta.get(i).copied().unwrap_or(0.0);
+                    let beta = ws.linear_grad_beta;
                     linear::backward(dinp, (gw, beta), gb, dout, inp, l, batch, mask).map_err(kerr)?;
                 }
                 Layer::Conv2d(c) => {

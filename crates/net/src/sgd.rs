@@ -102,20 +102,42 @@ impl Sgd {
             });
         }
         let first = self.prepare_velocity(layers);
+        self.apply(layers, grads, first, false)
+    }
+
+    /// The update of every parameter from `grads` (and, when `velocity_holds_linear`, the
+    /// velocities that a fused pass has already advanced for the Linear weights, whose
+    /// entries in `grads` are then not read); counts the step.
+    fn apply(
+        &mut self,
+        layers: &mut [Layer],
+        grads: &[(Vec<f32>, Vec<f32>)],
+        first: bool,
+        velocity_holds_linear: bool,
+    ) -> Result<(), NetError> {
         let (lr, mu, wd, nesterov) = (self.lr, self.momentum, self.weight_decay, self.nesterov);
         for (i, ((layer, (gw, gb)), (vw, vb))) in
             layers.iter_mut().zip(grads).zip(self.velocity.iter_mut()).enumerate()
         {
+            let advanced = velocity_holds_linear && matches!(layer, Layer::Linear(_));
             let kind = layer.kind();
             let Some((w, b)) = layer.params_mut() else { continue };
-            if gw.len() != w.len() || gb.len() != b.len() || vw.len() != w.len() || vb.len() != b.len() {
+            if (!advanced && gw.len() != w.len())
+                || vw.len() != w.len()
+                || gb.len() != b.len()
+                || vb.len() != b.len()
+            {
                 return Err(NetError::Shape {
                     layer: i,
                     kind,
                     reason: "gradient or velocity length differs from the parameters".into(),
                 });
             }
-            update(w, gw, vw, lr, mu, wd, nesterov, first);
+            if advanced {
+                descend(w, vw, lr);
+            } else {
+                update(w, gw, vw, lr, mu, wd, nesterov, first);
+            }
             update(b, gb, vb, lr, mu, wd, nesterov, first);
         }
         self.steps += 1;
@@ -185,45 +207,21 @@ impl Sgd {
                 fused.push(i);
             }
         }
-        let beta = if first { 0.0 } else { self.momentum };
         for &i in &fused {
-            ws.swap_weight_grad(i, &mut self.velocity[i].0, beta);
+            ws.swap_weight_grad(i, &mut self.velocity[i].0);
         }
+        ws.linear_grad_beta = if first { 0.0 } else { self.momentum };
         let pass = model.forward_backward(input, labels, batch, ws);
         // The velocities come back whatever the pass returned.
+        ws.linear_grad_beta = 0.0;
         for &i in &fused {
-            ws.swap_weight_grad(i, &mut self.velocity[i].0, 0.0);
+            ws.swap_weight_grad(i, &mut self.velocity[i].0);
         }
         let (loss, correct) = pass?;
         if !loss.is_finite() {
             return Ok((loss, correct));
         }
-        let (lr, mu) = (self.lr, self.momentum);
-        let layers = model.layers_mut();
-        for (i, ((layer, (gw, gb)), (vw, vb))) in
-            layers.iter_mut().zip(ws.grads()).zip(self.velocity.iter_mut()).enumerate()
-        {
-            let is_linear = matches!(layer, Layer::Linear(_));
-            let kind = layer.kind();
-            let Some((w, b)) = layer.params_mut() else { continue };
-            if (!is_linear && (gw.len() != w.len() || vw.len() != w.len()))
-                || gb.len() != b.len()
-                || vb.len() != b.len()
-            {
-                return Err(NetError::Shape {
-                    layer: i,
-                    kind,
-                    reason: "gradient or velocity length differs from the parameters".into(),
-                });
-            }
-            if is_linear {
-                descend(w, vw, lr);
-            } else {
-                update(w, gw, vw, lr, mu, 0.0, false, first);
-            }
-            update(b, gb, vb, lr, mu, 0.0, false, first);
-        }
-        self.steps += 1;
+        self.apply(model.layers_mut(), ws.grads(), first, true)?;
         Ok((loss, correct))
     }
 }

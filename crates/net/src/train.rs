@@ -283,7 +283,7 @@ pub fn evaluate(
     // are combined in batch order, so the figures do not depend on the thread count.
     let per_batch =
         kernels::team::map_init(indices.chunks(batch).collect(), ReusedBuffers::take, |bufs, _, chunk| {
-            let Buffers { ws, images, labels } = bufs.get();
+            let Buffers { ws, images, labels } = &mut bufs.0;
             let n = chunk.len();
             images.resize(batch * image_len, 0.0);
             labels.resize(batch, 0);
@@ -335,21 +335,17 @@ thread_local! {
 }
 
 /// This thread's [`EVAL_BUFFERS`] (or new ones), put back when dropped.
-struct ReusedBuffers(Option<Buffers>);
+struct ReusedBuffers(Buffers);
 
 impl ReusedBuffers {
     fn take() -> Self {
-        Self(Some(EVAL_BUFFERS.take().unwrap_or_default()))
-    }
-
-    fn get(&mut self) -> &mut Buffers {
-        self.0.get_or_insert_with(Buffers::default)
+        Self(EVAL_BUFFERS.take().unwrap_or_default())
     }
 }
 
 impl Drop for ReusedBuffers {
     fn drop(&mut self) {
-        EVAL_BUFFERS.set(self.0.take());
+        EVAL_BUFFERS.set(Some(std::mem::take(&mut self.0)));
     }
 }
 
