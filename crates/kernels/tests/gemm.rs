@@ -377,3 +377,119 @@ proptest! {
         check(&case);
     }
 }
+
+/// `C ← α·A·B + β·C` summed exactly as the microkernel sums: over each k-block of
+/// [`Blocking::kc_for`] in order, one (fused, where the SIMD path fuses) multiply-add
+/// per step from +0, then `x·α + β·C` with β = 1 on the later k-blocks. The packed
+/// GEMM must match it bit for bit, whether or not it skips steps.
+fn gemm_in_kernel_order(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32], n: usize) {
+    let (m, k) = (a.rows(), a.cols());
+    let kc = kernels::gemm::blocking::Blocking::get().kc_for(k);
+    for i in 0..m {
+        for j in 0..n {
+            let mut beta = beta;
+            let mut pc = 0;
+            loop {
+                let mut acc = 0.0f32;
+                for p in pc..(pc + kc).min(k) {
+                    let (x, y) = (a.at(i, p), b.at(p, j));
+                    acc = if cfg!(target_feature = "fma") { x.mul_add(y, acc) } else { acc + x * y };
+                }
+                let mut x = acc * alpha;
+                if beta != 0.0 {
+                    x += beta * c[i * n + j];
+                }
+                c[i * n + j] = x;
+                (pc, beta) = (pc + kc, 1.0);
+                if pc >= k {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Rows that are zero outside a random window of columns and half zero inside it, the
+/// way MNIST digits sit in their frame; every seventh row is all zeros.
+fn zero_framed(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Vec<f32> {
+    let mut data = vec![0.0f32; rows * cols];
+    for (r, row) in data.chunks_exact_mut(cols.max(1)).enumerate() {
+        if r % 7 == 6 || cols == 0 {
+            continue;
+        }
+        let start = rng.random_range(0..cols);
+        let end = rng.random_range(start..=cols.min(start + cols / 3 + 1));
+        for x in &mut row[start..end] {
+            if rng.random_bool(0.5) {
+                *x = rng.random_range(-1.0f32..1.0);
+            }
+        }
+    }
+    data
+}
+
+#[test]
+fn zero_steps_are_skipped_without_changing_a_bit() {
+    // (m, n, k, which operands are zero-framed). The first two are the first layer of
+    // the MLP: its forward X·Wᵀ (zero pixels shared by the 8 images of a B
+    // micro-panel) and its weight gradient dYᵀ·X (zero pixel runs of one image in an A
+    // micro-panel); the rest cross tiles, k-blocks and edges with both sides framed.
+    let cases = [
+        (64, 600, 784, (true, false)),
+        (600, 784, 64, (false, true)),
+        (1000, 300, 200, (true, false)),
+        (53, 301, 130, (true, true)),
+        (300, 290, 1100, (true, true)),
+        (17, 9, 5, (true, true)),
+    ];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for (m, n, k, (sparse_a, sparse_b)) in cases {
+        let mut rng = ChaCha8Rng::seed_from_u64((m * n + k) as u64);
+        // A (m × k) has rows zero-framed along k, like X in X·Wᵀ; B (k × n) has rows
+        // zero-framed along n, like X in dYᵀ·X. A dense B is stored n × k and used
+        // transposed, as Wᵀ is.
+        let a_data = if sparse_a { zero_framed(&mut rng, m, k) } else { random(&mut rng, m * k) };
+        let b_data = if sparse_b { zero_framed(&mut rng, k, n) } else { random(&mut rng, n * k) };
+        let a = MatRef::row_major(&a_data, m, k).unwrap();
+        let b = if sparse_b {
+            MatRef::row_major(&b_data, k, n).unwrap()
+        } else {
+            MatRef::row_major(&b_data, n, k).unwrap().t()
+        };
+        let c0 = random(&mut rng, m * n);
+        for (alpha, beta) in [(1.0, 0.0), (0.5, 0.75)] {
+            let mut want = c0.clone();
+            gemm_in_kernel_order(alpha, a, b, beta, &mut want, n);
+            for threads in [1, 2] {
+                let mut got = c0.clone();
+                let mut c = MatMut::row_major(&mut got, m, n).unwrap();
+                let par = if threads == 1 { Parallelism::None } else { Parallelism::Threads };
+                pool.install(|| gemm(alpha, a, b, beta, &mut c, &Epilogue::NONE, par)).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert!(bits(&got) == bits(&want), "{m}×{n}×{k} α {alpha} β {beta}, {threads} thread(s)");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_nan_in_a_mostly_zero_operand_is_not_skipped() {
+    let (m, n, k) = (64, 600, 784);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut a_data = vec![0.0f32; m * k];
+    a_data[3 * k + 500] = f32::NAN;
+    a_data[10 * k + 20] = 1.0;
+    let b_data = random(&mut rng, k * n);
+    let a = MatRef::row_major(&a_data, m, k).unwrap();
+    let b = MatRef::row_major(&b_data, k, n).unwrap();
+    let mut got = vec![f32::NAN; m * n];
+    let mut c = MatMut::row_major(&mut got, m, n).unwrap();
+    gemm(1.0, a, b, 0.0, &mut c, &Epilogue::NONE, Parallelism::Threads).unwrap();
+    for (i, row) in got.chunks_exact(n).enumerate() {
+        match i {
+            3 => assert!(row.iter().all(|x| x.is_nan()), "row 3 lost its NaN"),
+            10 => assert_eq!(row, &b_data[20 * n..21 * n]),
+            _ => assert!(row.iter().all(|&x| x == 0.0), "row {i} should be zero"),
+        }
+    }
+}

@@ -8,15 +8,26 @@
 use std::cell::Cell;
 
 use super::blocking::Blocking;
-use super::microkernel::{LANES, MR, MV, NR, TileOut, V, tile};
+use super::microkernel::{LANES, MR, MV, NR, TileOut, V, tile, tile_steps};
 use super::pack::{pack_a, pack_b};
 use super::view::{RawMut, RawRef};
+use super::zero_steps;
 use crate::team;
 
 /// Products with fewer multiply-adds than this stay on one thread: at about 100
 /// GFLOP/s, 2²¹ multiply-adds take some 40 µs, a few times what handing work to a
 /// helper thread and packing the shared operand twice cost.
 const PARALLEL_MIN_MACS: usize = 1 << 21;
+
+/// Longest k-block (in 64-step mask words) for which zero steps are looked for: the
+/// default `KC` needs 8; an override past 1024 simply runs every step.
+const MAX_MASK_WORDS: usize = 16;
+
+/// A packed A block is scanned for zero steps only when at least this many columns of
+/// B meet it: the scan reads A~ once, the microkernel `nc / NR` times, so the scan
+/// costs under 1% of the block's work even when it finds nothing (the weights of a
+/// forward pass). The first layer's weight gradient (`Xᵀ·dY`, `nc` = 600) qualifies.
+const SCAN_A_MIN_NC: usize = 256;
 
 /// The epilogue in kernel orientation, with raw pointers so that it can be cut into
 /// blocks like C.
@@ -163,6 +174,46 @@ thread_local! {
     static PACK_A: Cell<Vec<V>> = const { Cell::new(Vec::new()) };
     /// This thread's packed B~ block, reused across calls.
     static PACK_B: Cell<Vec<V>> = const { Cell::new(Vec::new()) };
+    /// Zero-step masks of this thread's A~ micro-panels.
+    static MASK_A: Cell<Vec<u64>> = const { Cell::new(Vec::new()) };
+    /// Zero-step masks of this thread's B~ micro-panels.
+    static MASK_B: Cell<Vec<u64>> = const { Cell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Steps this thread's tiles left out, so that tests can see the skip happen.
+    static SKIPPED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Scans the `panels` micro-panels of `W` values per step at `packed` (`kc` steps
+/// each) into `masks` (`words(kc)` per panel). Returns whether any panel has enough
+/// zero steps to be worth skipping. With `probe`, gives up after the first panel when
+/// that one has fewer than an eighth of its steps zero: B~ blocks are read by every
+/// A micro-panel, and dense ones (hidden activations) should cost one panel's scan.
+///
+/// # Safety
+/// `packed` must be readable for `panels · kc · W` values.
+unsafe fn scan_panels<const W: usize>(
+    packed: *const f32,
+    panels: usize,
+    kc: usize,
+    masks: &mut Vec<u64>,
+    probe: bool,
+) -> bool {
+    let words = zero_steps::words(kc);
+    masks.clear();
+    masks.resize(panels * words, 0);
+    let mut any = false;
+    for (s, mask) in masks.chunks_exact_mut(words).enumerate() {
+        // SAFETY: panel s is inside the packed block.
+        let kept = unsafe { zero_steps::scan::<W>(packed.add(s * W * kc), kc, mask) };
+        if s == 0 && probe && kept + kc / 8 > kc {
+            return false;
+        }
+        any |= zero_steps::worth_skipping(kept, kc);
+    }
+    any
 }
 
 /// Takes this thread's buffer out of `cell` (a nested call on the same thread finds it
@@ -190,6 +241,8 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
     let mut b_buf = take_buffer(&PACK_B, kc_max * nc_max);
     let a_pack = a_buf.as_mut_ptr().cast::<f32>();
     let b_pack = b_buf.as_mut_ptr().cast::<f32>();
+    let mut a_masks = MASK_A.with(Cell::take);
+    let mut b_masks = MASK_B.with(Cell::take);
 
     // LOOP 5: split n into nc parts (B~ in L3).
     for jc in (0..n).step_by(blocking.nc) {
@@ -201,6 +254,11 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
             let kc = kc_max.min(k - pc);
             // SAFETY: the block is inside B; b_pack holds kc_max · nc_max ≥ kc · ⌈nc/NR⌉·NR floats.
             unsafe { pack_b(p.b.block(pc, jc, kc, nc), b_pack) };
+            let words = zero_steps::words(kc);
+            let scan = kc > 0 && words <= MAX_MASK_WORDS;
+            // SAFETY: pack_b wrote ⌈nc/NR⌉ micro-panels of kc · NR values.
+            let b_skips =
+                scan && unsafe { scan_panels::<NR>(b_pack, nc.div_ceil(NR), kc, &mut b_masks, true) };
             // Later k-blocks accumulate onto what the first wrote.
             let beta = if pc == 0 { p.beta } else { 1.0 };
             let last = pc + kc >= k;
@@ -215,6 +273,11 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
                     // SAFETY: the block is inside A; a_pack holds mc_max · kc_max ≥ ⌈mc/MR⌉·MR · kc floats.
                     unsafe { pack_a(p.a.block(ic, pc, mc, kc), a_pack) };
                 }
+                let a_skips = scan
+                    && !direct_a
+                    && nc >= SCAN_A_MIN_NC
+                    // SAFETY: pack_a wrote ⌈mc/MR⌉ micro-panels of kc · MR values.
+                    && unsafe { scan_panels::<MR>(a_pack, mc.div_ceil(MR), kc, &mut a_masks, true) };
                 // LOOP 2: split nc into NR-wide micro-panels of B~ (each stays in L1).
                 for jr in (0..nc).step_by(NR) {
                     let (j, cols) = (jc + jr, NR.min(nc - jr));
@@ -254,12 +317,38 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
                                 (a_pack.cast_const(), MR)
                             };
                             let b_panel = b_pack.add(jr * kc);
+                            // The steps this tile needs: those where neither micro-panel is
+                            // all zeros.
+                            let mut steps = [0u64; MAX_MASK_WORDS];
+                            let steps = &mut steps[..words];
+                            let skip = (a_skips || b_skips) && {
+                                // A side that was not scanned keeps every step.
+                                let (a0, b0) = ((ir / MR) * words, (jr / NR) * words);
+                                let mut kept = 0;
+                                for (w, step) in steps.iter_mut().enumerate() {
+                                    let a_word = if a_skips { a_masks[a0 + w] } else { u64::MAX };
+                                    let b_word = if b_skips { b_masks[b0 + w] } else { u64::MAX };
+                                    *step = a_word & b_word;
+                                    kept += step.count_ones() as usize;
+                                }
+                                #[cfg(test)]
+                                SKIPPED.with(|s| s.set(s.get() + kc - kept));
+                                zero_steps::worth_skipping(kept, kc)
+                            };
                             // The bottom edge runs the narrowest kernel that covers its rows.
-                            match rows.div_ceil(LANES) {
-                                1 => tile::<1>(kc, a_panel, a_step, b_panel, NR, &out),
-                                2 if MV > 2 => tile::<2>(kc, a_panel, a_step, b_panel, NR, &out),
-                                3 if MV > 3 => tile::<3>(kc, a_panel, a_step, b_panel, NR, &out),
-                                _ => tile::<MV>(kc, a_panel, a_step, b_panel, NR, &out),
+                            match (rows.div_ceil(LANES), skip) {
+                                (1, false) => tile::<1>(kc, a_panel, a_step, b_panel, NR, &out),
+                                (2, false) if MV > 2 => tile::<2>(kc, a_panel, a_step, b_panel, NR, &out),
+                                (3, false) if MV > 3 => tile::<3>(kc, a_panel, a_step, b_panel, NR, &out),
+                                (_, false) => tile::<MV>(kc, a_panel, a_step, b_panel, NR, &out),
+                                (1, true) => tile_steps::<1>(steps, a_panel, a_step, b_panel, NR, &out),
+                                (2, true) if MV > 2 => {
+                                    tile_steps::<2>(steps, a_panel, a_step, b_panel, NR, &out)
+                                }
+                                (3, true) if MV > 3 => {
+                                    tile_steps::<3>(steps, a_panel, a_step, b_panel, NR, &out)
+                                }
+                                (_, true) => tile_steps::<MV>(steps, a_panel, a_step, b_panel, NR, &out),
                             }
                         }
                     }
@@ -273,4 +362,40 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
     }
     PACK_A.with(|c| c.set(a_buf));
     PACK_B.with(|c| c.set(b_buf));
+    MASK_A.with(|c| c.set(a_masks));
+    MASK_B.with(|c| c.set(b_masks));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Epilogue, MatMut, MatRef, Parallelism, gemm};
+
+    /// Steps skipped by one single-threaded `gemm(X·Wᵀ)`-like product.
+    fn skipped(a: MatRef<'_>, b: MatRef<'_>) -> usize {
+        let mut c = vec![0.0; a.rows() * b.cols()];
+        let mut cv = MatMut::row_major(&mut c, a.rows(), b.cols()).unwrap();
+        SKIPPED.with(|s| s.set(0));
+        gemm(1.0, a, b, 0.0, &mut cv, &Epilogue::NONE, Parallelism::None).unwrap();
+        SKIPPED.with(Cell::get)
+    }
+
+    #[test]
+    fn zero_pixels_are_skipped_on_either_side_and_dense_operands_skip_nothing() {
+        let (batch, pixels, out) = (64, 784, 600);
+        // Images whose top and bottom thirds are blank.
+        let x: Vec<f32> =
+            (0..batch * pixels).map(|i| if (261..523).contains(&(i % pixels)) { 1.0 } else { 0.0 }).collect();
+        let w: Vec<f32> = (0..out * pixels).map(|i| (i % 7) as f32 - 3.5).collect();
+        let dy: Vec<f32> = (0..batch * out).map(|i| (i % 5) as f32 - 2.5).collect();
+        let x = MatRef::row_major(&x, batch, pixels).unwrap();
+        let w = MatRef::row_major(&w, out, pixels).unwrap();
+        let dy = MatRef::row_major(&dy, batch, out).unwrap();
+        // Forward: the zero pixels are zero steps of every B micro-panel (8 images).
+        assert!(skipped(x, w.t()) > 0, "forward skipped nothing");
+        // Weight gradient: a zero run of 48 pixels is a zero step of an A micro-panel.
+        assert!(skipped(dy.t(), x) > 0, "weight gradient skipped nothing");
+        // Dense operands: nothing to skip.
+        assert_eq!(skipped(dy, w), 0);
+    }
 }

@@ -125,13 +125,57 @@ pub unsafe fn tile<const M: usize>(
         unsafe { step(&mut acc, a.add(p * a_step), b.add(p * b_step)) };
         p += 1;
     }
+    // SAFETY: the caller's contract on `out`.
+    unsafe { write_tile(&acc, out) };
+}
+
+/// [`tile`] over only the steps of `k` whose bit is set in `steps` (bit `p % 64` of
+/// word `p / 64` for step `p`), in increasing order. A step left out must be one where
+/// every value of the A or of the B micro-panel is zero (see `zero_steps`): its
+/// products are ±0, which leave an accumulator that starts at +0 unchanged, so the tile
+/// is bit-identical to [`tile`]'s (as long as the operands are finite).
+///
+/// # Safety
+/// As [`tile`], with `kc = 64 · steps.len()` for the readable range, and no bit set
+/// for a step `p ≥ kc` of the micro-panels.
+#[inline(never)]
+pub unsafe fn tile_steps<const M: usize>(
+    steps: &[u64],
+    a: *const f32,
+    a_step: usize,
+    b: *const f32,
+    b_step: usize,
+    out: &TileOut,
+) {
+    debug_assert!((1..=MV).contains(&M) && out.rows <= M * LANES);
+    prefetch_tile::<M>(out);
+    let mut acc = [[V::ZERO; M]; NR];
+    for (w, &word) in steps.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let p = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            // SAFETY: bit p is set, so p < kc: inside the micro-panels the caller vouched for.
+            unsafe { step(&mut acc, a.add(p * a_step), b.add(p * b_step)) };
+        }
+    }
+    // SAFETY: the caller's contract on `out`.
+    unsafe { write_tile(&acc, out) };
+}
+
+/// Writes a finished tile out by the fastest path its layout allows.
+///
+/// # Safety
+/// As [`tile`]'s contract on `out`.
+#[inline(always)]
+unsafe fn write_tile<const M: usize>(acc: &[[V; M]; NR], out: &TileOut) {
     // Full-height tiles with contiguous columns are written a vector at a time (also
     // when only some of their columns are valid, as on the right edge or when n < NR).
     // (Handling a straddling vector inside `store_vectors` measured up to 30% slower.)
     if out.rows == M * LANES && out.c_rs == 1 && (out.mask.is_null() || out.mask_rs == 1) {
         // SAFETY: all M·LANES rows are valid and the columns contiguous, so each vector access
         // of the `cols` valid columns stays inside the tile the caller vouched for.
-        unsafe { store_vectors(&acc, out) };
+        unsafe { store_vectors(acc, out) };
     } else if NR == 8
         && LANES.is_multiple_of(8)
         && out.rows == M * LANES
@@ -139,10 +183,10 @@ pub unsafe fn tile<const M: usize>(
         && (out.mask.is_null() || out.mask_cs == 1)
     {
         // SAFETY: all M·LANES rows are valid and each row's `cols` values are contiguous.
-        unsafe { store_rows(&acc, out) };
+        unsafe { store_rows(acc, out) };
     } else {
         // SAFETY: store_scalar touches only the valid rows × cols elements.
-        unsafe { store_scalar(&acc, out) };
+        unsafe { store_scalar(acc, out) };
     }
 }
 

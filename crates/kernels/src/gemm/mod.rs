@@ -14,6 +14,10 @@
 //! `k` in the same order whatever the thread count, so results are bit-identical for
 //! 1 and N threads.
 //!
+//! Zeros: a step of `k` where a whole packed micro-panel of A or of B is ±0 is skipped
+//! (`zero_steps`). That changes no bit of a finite result, but a `0 · ∞` that it skips
+//! does not turn into NaN as IEEE arithmetic would make it.
+//!
 //! The implementation follows BLIS: five loops (`driver`) around an `MR × NR`
 //! microkernel (`microkernel`), A and B packed into zero-padded micro-panels (`pack`),
 //! cache blocks derived from this machine's caches (`blocking`).
@@ -23,6 +27,7 @@ mod driver;
 mod microkernel;
 mod pack;
 mod view;
+mod zero_steps;
 
 pub use microkernel::{MR, NR};
 
