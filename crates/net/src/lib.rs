@@ -31,4 +31,6 @@ pub use model::{GradientFn, Model, OutputFn, Workspace};
 pub use model_file::{load, save};
 pub use sgd::{Schedule, Sgd};
 pub use spec::{LayerSpec, parse_spec};
-pub use train::{EpochStats, Evaluation, TrainConfig, TrainObserver, TrainReport, evaluate, train};
+pub use train::{
+    EpochStats, Evaluation, TrainConfig, TrainObserver, TrainReport, evaluate, fold_centring, train,
+};

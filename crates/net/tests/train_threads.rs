@@ -94,3 +94,37 @@ fn budget_stops_early_and_divergence_is_reported() {
     assert!(matches!(evaluate(&wrong, &ds, None, 10), Err(NetError::Config(_))));
     assert!(matches!(evaluate(&model, &ds, Some(&[100]), 10), Err(NetError::Config(_))));
 }
+
+#[test]
+fn evaluation_folds_the_centring_into_a_first_linear_layer_and_changes_no_prediction() {
+    use mnist_io::{Normalize, write_batch};
+    use net::{Workspace, fold_centring};
+    let dir = tempfile::tempdir().unwrap();
+    let ds = write_idx(dir.path(), "train", 120, 12, 12, 5);
+    let (model, _) = run(1, &ds, "mlp:144-32-5");
+    let norm = Normalize::default();
+    let (folded, scaled) = fold_centring(&model, norm).expect("an MLP's first layer is a Linear");
+    assert_eq!(scaled.mean, 0.0);
+    assert_ne!(folded.layers(), model.layers(), "the first bias should absorb the centring");
+
+    // The plain forward pass on centred images against the folded one on scaled images.
+    let indices: Vec<u32> = (0..120).collect();
+    let (mut centred, mut uncentred, mut labels) = (vec![0.0; 120 * 144], vec![0.0; 120 * 144], vec![0; 120]);
+    write_batch(&ds, &indices, norm, &mut centred, &mut labels);
+    write_batch(&ds, &indices, scaled, &mut uncentred, &mut labels);
+    let (mut ws1, mut ws2) = (Workspace::default(), Workspace::default());
+    let plain = model.forward(&centred, 120, &mut ws1).unwrap().to_vec();
+    let fold = folded.forward(&uncentred, 120, &mut ws2).unwrap();
+    for (p, f) in plain.iter().zip(fold) {
+        assert!((p - f).abs() <= 1e-5 * p.abs().max(1.0), "logit {p} became {f}");
+    }
+    // `evaluate` runs the folded model: the same predictions as the plain logits.
+    let eval = evaluate(&model, &ds, None, 32).unwrap();
+    let argmax = |row: &[f32]| (0..row.len()).fold(0, |best, k| if row[k] > row[best] { k } else { best });
+    let correct = plain.chunks_exact(5).zip(&labels).filter(|(row, l)| argmax(row) == **l as usize).count();
+    assert_eq!(eval.accuracy, correct as f64 / 120.0);
+
+    // A convolution first: nothing to fold.
+    let (lenet, _) = run(1, &ds, "conv4k3p1,relu,pool2,flatten,fc16,relu,fc5");
+    assert!(fold_centring(&lenet, norm).is_none());
+}
