@@ -233,11 +233,22 @@ fn descend(w: &mut [f32], v: &[f32], lr: f32) {
             *w -= lr * v;
         }
     };
-    if w.len() <= CHUNK {
+    let parts = kernels::team::threads().min(w.len().div_ceil(CHUNK));
+    if parts <= 1 {
         body((w, v));
-    } else {
-        kernels::team::for_each(w.chunks_mut(CHUNK).zip(v.chunks(CHUNK)).collect(), |_, c| body(c));
+        return;
     }
+    // One contiguous part per thread, part t always on thread t: the GEMMs split an
+    // MLP's weights by output neuron the same way (rows of W, contiguous), so each
+    // thread updates the rows whose velocity it has just written and whose weights its
+    // next forward pass reads, in its own cache.
+    let len = w.len().div_ceil(parts).next_multiple_of(16);
+    let chunks: Vec<_> = w.chunks_mut(len).zip(v.chunks(len)).map(std::sync::Mutex::new).collect();
+    kernels::team::run(chunks.len(), &|t| {
+        let mut chunk = chunks[t].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (w, v) = &mut *chunk;
+        body((w, v));
+    });
 }
 
 /// Elements per parallel task of the update: large enough that a task's overhead is

@@ -145,8 +145,13 @@ pub unsafe fn run(p: Problem, parallel: bool) {
     };
     let (tiles_m, tiles_n) = (m.div_ceil(MR), n.div_ceil(NR));
     // Split the longer side: the other operand, which every thread packs in full, is
-    // then the smaller one.
-    let along_n = n >= m;
+    // then the smaller one. Except when C's columns are contiguous and m is at most
+    // twice n: packing all of A costs each thread at most twice what packing all of B
+    // would, and in return its block of C is one stretch of memory (whole columns)
+    // instead of a slab of every column, which the same thread then meets again in the
+    // next pass (an MLP's weight gradient, 784 × 600 in kernel orientation, is split by
+    // output neuron as its forward pass and its SGD update are).
+    let along_n = n >= m || (p.c.rs == 1 && m <= 2 * n);
     let tiles = if along_n { tiles_n } else { tiles_m };
     let parts = threads.min(tiles);
     if parts <= 1 {
