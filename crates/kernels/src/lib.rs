@@ -22,5 +22,5 @@ pub mod team;
 
 pub use conv::ConvGeometry;
 pub use error::KernelError;
-pub use gemm::{Bias, Epilogue, MatMut, MatRef, Parallelism, gemm};
+pub use gemm::{Bias, Epilogue, MatMut, MatRef, Parallelism, gemm, gemm_with_descend};
 pub use simd::SimdPath;

@@ -493,3 +493,74 @@ fn a_nan_in_a_mostly_zero_operand_is_not_skipped() {
         }
     }
 }
+
+#[test]
+fn a_fused_descend_equals_the_separate_loop_bit_for_bit() {
+    use kernels::gemm_with_descend;
+    // (m, n, k, C and D column-major?): the MLP's weight gradients in PyTorch layout,
+    // edges of every kind, and strided C and D.
+    let cases = [
+        (600, 784, 64, false),
+        (600, 600, 64, false),
+        (10, 600, 64, false),
+        (37, 29, 70, true),
+        (5, 300, 9, false),
+        // Few columns: C keeps its orientation and is written a row at a time.
+        (300, 5, 9, false),
+    ];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for (m, n, k, col_major) in cases {
+        let mut rng = ChaCha8Rng::seed_from_u64((m + n + k) as u64);
+        let (dy, x) = (random(&mut rng, k * m), random(&mut rng, k * n));
+        let (v0, w0) = (random(&mut rng, m * n), random(&mut rng, m * n));
+        let a = MatRef::row_major(&dy, k, m).unwrap().t();
+        let b = MatRef::row_major(&x, k, n).unwrap();
+        let (rs, cs) = if col_major { (1, m) } else { (n, 1) };
+        let (lr, mu) = (0.01, 0.9);
+        // The separate loop: the velocity GEMM, then w ← w − lr·v.
+        let mut v_want = v0.clone();
+        gemm(
+            1.0,
+            a,
+            b,
+            mu,
+            &mut MatMut::new(&mut v_want, m, n, rs, cs).unwrap(),
+            &Epilogue::NONE,
+            Parallelism::None,
+        )
+        .unwrap();
+        let mut w_want = w0.clone();
+        for (w, &v) in w_want.iter_mut().zip(&v_want) {
+            *w -= lr * v;
+        }
+        for threads in [1, 2] {
+            let (mut v, mut w) = (v0.clone(), w0.clone());
+            let mut vm = MatMut::new(&mut v, m, n, rs, cs).unwrap();
+            let mut wm = MatMut::new(&mut w, m, n, rs, cs).unwrap();
+            let par = if threads == 1 { Parallelism::None } else { Parallelism::Threads };
+            pool.install(|| {
+                gemm_with_descend(1.0, a, b, mu, &mut vm, &Epilogue::NONE, Some((&mut wm, lr)), par)
+            })
+            .unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&v) == bits(&v_want), "{m}×{n}×{k}: velocity differs, {threads} thread(s)");
+            assert!(bits(&w) == bits(&w_want), "{m}×{n}×{k}: weights differ, {threads} thread(s)");
+        }
+    }
+    // D must have C's shape.
+    let (a, mut c, mut d) = (vec![0.0; 4], vec![0.0; 4], vec![0.0; 6]);
+    let av = MatRef::row_major(&a, 2, 2).unwrap();
+    let mut cv = MatMut::row_major(&mut c, 2, 2).unwrap();
+    let mut dv = MatMut::row_major(&mut d, 2, 3).unwrap();
+    let err = gemm_with_descend(
+        1.0,
+        av,
+        av,
+        0.0,
+        &mut cv,
+        &Epilogue::NONE,
+        Some((&mut dv, 1.0)),
+        Parallelism::None,
+    );
+    assert!(matches!(err, Err(KernelError::DimensionMismatch { .. })));
+}

@@ -487,7 +487,50 @@ impl Model {
         let n = self.layers.len();
         let (loss, correct) =
             softmax_cross_entropy(Some(&mut ws.dacts[n - 1]), &ws.acts[n - 1], labels, self.num_classes());
-        self.backward_layers(input, batch, ws, true, None)?;
+        self.backward_layers(input, batch, ws, true, None, None)?;
+        Ok((loss, correct))
+    }
+
+    /// [`Model::forward_backward`] that, when the loss is finite, also takes the SGD step
+    /// `W ← W − lr·G` on every Linear layer's weights inside the GEMM that writes their
+    /// gradient `G` (the velocity, when `Sgd` has swapped it in), so that G is not read
+    /// again. When the loss is not finite, nothing changes the parameters.
+    pub(crate) fn forward_backward_descend(
+        &mut self,
+        input: &[f32],
+        labels: &[u32],
+        batch: usize,
+        ws: &mut Workspace,
+        lr: f32,
+    ) -> Result<(f32, usize), NetError> {
+        self.check_input(input, batch)?;
+        self.check_labels(labels, batch)?;
+        ws.prepare(self, batch, true);
+        self.forward_layers(input, batch, ws, true, None)?;
+        let n = self.layers.len();
+        let (loss, correct) =
+            softmax_cross_entropy(Some(&mut ws.dacts[n - 1]), &ws.acts[n - 1], labels, self.num_classes());
+        if !loss.is_finite() {
+            self.backward_layers(input, batch, ws, true, None, None)?;
+            return Ok((loss, correct));
+        }
+        // The weights leave the layers for the pass (the layers keep their shapes), so
+        // that the backward pass can borrow the model and write them.
+        let mut taken: Vec<Vec<f32>> = self
+            .layers
+            .iter_mut()
+            .map(|l| match l {
+                Layer::Linear(l) => std::mem::take(&mut l.weight),
+                _ => Vec::new(),
+            })
+            .collect();
+        let pass = self.backward_layers(input, batch, ws, true, None, Some((lr, &mut taken)));
+        for (layer, w) in self.layers.iter_mut().zip(taken) {
+            if let Layer::Linear(l) = layer {
+                l.weight = w;
+            }
+        }
+        pass?;
         Ok((loss, correct))
     }
 
@@ -513,7 +556,7 @@ impl Model {
         let n = self.layers.len();
         let (loss, _) =
             softmax_cross_entropy(Some(&mut ws.dacts[n - 1]), &ws.acts[n - 1], labels, self.num_classes());
-        self.backward_layers(input, batch, ws, false, Some(f))?;
+        self.backward_layers(input, batch, ws, false, Some(f), None)?;
         Ok(loss)
     }
 
@@ -521,6 +564,10 @@ impl Model {
     /// With `fuse`, ReLU backward is folded into the layer above it where possible,
     /// Flattens before the last layer are skipped (aliases, as in the forward pass), and
     /// gradients are not propagated below the first layer with parameters.
+    ///
+    /// With `descend = (lr, weights)`, every Linear layer `i` reads its weights from
+    /// `weights[i]` (taken out of the model) and takes its SGD step on them in its
+    /// weight-gradient GEMM: `W ← W − lr·(that gradient)`.
     fn backward_layers(
         &self,
         input: &[f32],
@@ -528,6 +575,7 @@ impl Model {
         ws: &mut Workspace,
         fuse: bool,
         mut f: Option<&mut GradientFn>,
+        mut descend: Option<(f32, &mut [Vec<f32>])>,
     ) -> Result<(), NetError> {
         let n = self.layers.len();
         // Gradients below the first layer with parameters feed nothing (when fusing).
@@ -572,7 +620,12 @@ impl Model {
                     let (gw, gb) = &mut ws.grads[i];
                     let mask = fold.map(|(relu, _)| &ws.acts[relu][..]);
                     let beta = ws.linear_grad_beta;
-                    linear::backward(dinp, (gw, beta), gb, dout, inp, l, batch, mask).map_err(kerr)?;
+                    let weights = match descend.as_mut() {
+                        Some((lr, taken)) => linear::Weights::Descend(&mut taken[i], *lr),
+                        None => linear::Weights::Read(&l.weight),
+                    };
+                    linear::backward(dinp, (gw, beta), gb, dout, inp, (l, weights), batch, mask)
+                        .map_err(kerr)?;
                 }
                 Layer::Conv2d(c) => {
                     let (gw, gb) = &mut ws.grads[i];

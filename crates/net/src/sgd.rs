@@ -105,21 +105,21 @@ impl Sgd {
         self.apply(layers, grads, first, false)
     }
 
-    /// The update of every parameter from `grads` (and, when `velocity_holds_linear`, the
-    /// velocities that a fused pass has already advanced for the Linear weights, whose
+    /// The update of every parameter from `grads`, except, when `linear_done`, the Linear
+    /// weights, whose velocities and values a fused pass has already advanced (their
     /// entries in `grads` are then not read); counts the step.
     fn apply(
         &mut self,
         layers: &mut [Layer],
         grads: &[(Vec<f32>, Vec<f32>)],
         first: bool,
-        velocity_holds_linear: bool,
+        linear_done: bool,
     ) -> Result<(), NetError> {
         let (lr, mu, wd, nesterov) = (self.lr, self.momentum, self.weight_decay, self.nesterov);
         for (i, ((layer, (gw, gb)), (vw, vb))) in
             layers.iter_mut().zip(grads).zip(self.velocity.iter_mut()).enumerate()
         {
-            let advanced = velocity_holds_linear && matches!(layer, Layer::Linear(_));
+            let advanced = linear_done && matches!(layer, Layer::Linear(_));
             let kind = layer.kind();
             let Some((w, b)) = layer.params_mut() else { continue };
             if (!advanced && gw.len() != w.len())
@@ -133,9 +133,7 @@ impl Sgd {
                     reason: "gradient or velocity length differs from the parameters".into(),
                 });
             }
-            if advanced {
-                descend(w, vw, lr);
-            } else {
+            if !advanced {
                 update(w, gw, vw, lr, mu, wd, nesterov, first);
             }
             update(b, gb, vb, lr, mu, wd, nesterov, first);
@@ -167,9 +165,11 @@ impl Sgd {
     ///
     /// With momentum, no Nesterov and no weight decay, each Linear layer's
     /// weight-gradient GEMM accumulates into the velocity itself (its β = μ gives
-    /// `v ← μ·v + ∇W`, the update's own two operations in the same order), so the update
-    /// then reads v and w and writes w: 3 passes over the weights' size instead of 5
-    /// (read g, v, w, write v, w), and the gradient is never stored. The result is
+    /// `v ← μ·v + ∇W`, the update's own two operations in the same order) and, as it
+    /// writes each element of v, takes the step `w ← w − lr·v` (`gemm_with_descend`):
+    /// the weights' update reads v and w and writes both once, inside the GEMM, instead
+    /// of reading g, v, w and writing v, w in a pass of its own, and the gradient is
+    /// never stored. The result is
     /// bit-identical to the two calls while the batch fits one k-block of the GEMM (512
     /// rows); beyond that the GEMM adds μ·v to the first block's sum rather than to the
     /// whole sum, a difference in the last bits. Other settings, and the other layers'
@@ -211,7 +211,7 @@ impl Sgd {
             ws.swap_weight_grad(i, &mut self.velocity[i].0);
         }
         ws.linear_grad_beta = if first { 0.0 } else { self.momentum };
-        let pass = model.forward_backward(input, labels, batch, ws);
+        let pass = model.forward_backward_descend(input, labels, batch, ws, self.lr);
         // The velocities come back whatever the pass returned.
         ws.linear_grad_beta = 0.0;
         for &i in &fused {
@@ -224,31 +224,6 @@ impl Sgd {
         self.apply(model.layers_mut(), ws.grads(), first, true)?;
         Ok((loss, correct))
     }
-}
-
-/// `w ← w − lr·v` over one tensor, in parallel chunks (see [`update`]).
-fn descend(w: &mut [f32], v: &[f32], lr: f32) {
-    let body = |(w, v): (&mut [f32], &[f32])| {
-        for (w, &v) in w.iter_mut().zip(v) {
-            *w -= lr * v;
-        }
-    };
-    let parts = kernels::team::threads().min(w.len().div_ceil(CHUNK));
-    if parts <= 1 {
-        body((w, v));
-        return;
-    }
-    // One contiguous part per thread, part t always on thread t: the GEMMs split an
-    // MLP's weights by output neuron the same way (rows of W, contiguous), so each
-    // thread updates the rows whose velocity it has just written and whose weights its
-    // next forward pass reads, in its own cache.
-    let len = w.len().div_ceil(parts).next_multiple_of(16);
-    let chunks: Vec<_> = w.chunks_mut(len).zip(v.chunks(len)).map(std::sync::Mutex::new).collect();
-    kernels::team::run(chunks.len(), &|t| {
-        let mut chunk = chunks[t].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (w, v) = &mut *chunk;
-        body((w, v));
-    });
 }
 
 /// Elements per parallel task of the update: large enough that a task's overhead is

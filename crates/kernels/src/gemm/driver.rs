@@ -41,10 +41,13 @@ pub struct Tail {
     pub relu: bool,
     /// ReLU mask of the same shape as C.
     pub mask: Option<RawRef>,
+    /// `D ← D − s·C` with the final C: D (same shape as C) and s.
+    pub descend: Option<(RawMut, f32)>,
 }
 
 // SAFETY: the pointers come from shared borrows (`&[f32]`, `MatRef`) that outlive the
-// call and are only read.
+// call and are only read; D (`descend`) is a `RawMut`, cut into the same disjoint
+// blocks as C, so each of its elements is written by one thread.
 unsafe impl Send for Tail {}
 // SAFETY: as above.
 unsafe impl Sync for Tail {}
@@ -83,6 +86,7 @@ impl Problem {
                 tail: Tail {
                     bias_row: offset(self.tail.bias_row, i),
                     mask: self.tail.mask.map(|m| m.block(i, 0, rows, n)),
+                    descend: self.tail.descend.map(|(d, s)| (d.block(i, 0, rows, n), s)),
                     ..self.tail
                 },
                 ..self
@@ -105,6 +109,7 @@ impl Problem {
                 tail: Tail {
                     bias_col: offset(self.tail.bias_col, j),
                     mask: self.tail.mask.map(|mk| mk.block(0, j, m, cols)),
+                    descend: self.tail.descend.map(|(d, s)| (d.block(0, j, m, cols), s)),
                     ..self.tail
                 },
                 ..self
@@ -312,6 +317,13 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
                                     .map_or(core::ptr::null(), |mk| mk.ptr.add(i * mk.rs + j * mk.cs)),
                                 mask_rs: p.tail.mask.map_or(0, |mk| mk.rs),
                                 mask_cs: p.tail.mask.map_or(0, |mk| mk.cs),
+                                descend: p
+                                    .tail
+                                    .descend
+                                    .map_or(core::ptr::null_mut(), |(d, _)| d.ptr.add(i * d.rs + j * d.cs)),
+                                descend_rs: p.tail.descend.map_or(0, |(d, _)| d.rs),
+                                descend_cs: p.tail.descend.map_or(0, |(d, _)| d.cs),
+                                descend_scale: p.tail.descend.map_or(0.0, |(_, s)| s),
                             };
                             let (a_panel, a_step) = if !direct_a {
                                 (a_pack.add(ir * kc).cast_const(), MR)

@@ -82,6 +82,14 @@ pub struct TileOut {
     pub mask_rs: usize,
     /// Column stride of the mask.
     pub mask_cs: usize,
+    /// Element `(0, 0)` of D for `D ← D − s·C` on the last k-block, or null.
+    pub descend: *mut f32,
+    /// Row stride of D.
+    pub descend_rs: usize,
+    /// Column stride of D.
+    pub descend_cs: usize,
+    /// `s` of `D ← D − s·C`.
+    pub descend_scale: f32,
 }
 
 /// Computes one `(M·LANES) × NR` tile from two micro-panels and writes it out. `M` is
@@ -172,7 +180,11 @@ unsafe fn write_tile<const M: usize>(acc: &[[V; M]; NR], out: &TileOut) {
     // Full-height tiles with contiguous columns are written a vector at a time (also
     // when only some of their columns are valid, as on the right edge or when n < NR).
     // (Handling a straddling vector inside `store_vectors` measured up to 30% slower.)
-    if out.rows == M * LANES && out.c_rs == 1 && (out.mask.is_null() || out.mask_rs == 1) {
+    if out.rows == M * LANES
+        && out.c_rs == 1
+        && (out.mask.is_null() || out.mask_rs == 1)
+        && (out.descend.is_null() || out.descend_rs == 1)
+    {
         // SAFETY: all M·LANES rows are valid and the columns contiguous, so each vector access
         // of the `cols` valid columns stays inside the tile the caller vouched for.
         unsafe { store_vectors(acc, out) };
@@ -181,6 +193,7 @@ unsafe fn write_tile<const M: usize>(acc: &[[V; M]; NR], out: &TileOut) {
         && out.rows == M * LANES
         && out.c_cs == 1
         && (out.mask.is_null() || out.mask_cs == 1)
+        && (out.descend.is_null() || out.descend_cs == 1)
     {
         // SAFETY: all M·LANES rows are valid and each row's `cols` values are contiguous.
         unsafe { store_rows(acc, out) };
@@ -269,6 +282,10 @@ unsafe fn store_rows<const M: usize>(acc: &[[V; M]; NR], out: &TileOut) {
                         let m = load8(out.mask.add(i * out.mask_rs), cols);
                         x = m.simd_le(f32x8::ZERO).select(f32x8::ZERO, x);
                     }
+                    if !out.descend.is_null() {
+                        let d = out.descend.add(i * out.descend_rs);
+                        store8(d, load8(d, cols) - f32x8::splat(out.descend_scale) * x, cols);
+                    }
                 }
                 store8(ptr, x, cols);
             }
@@ -290,6 +307,13 @@ fn prefetch_tile<const M: usize>(out: &TileOut) {
                 unsafe {
                     core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(line.cast())
                 };
+                if out.last && !out.descend.is_null() {
+                    let line = out.descend.wrapping_add(j * out.descend_cs + v * LANES);
+                    // SAFETY: as above.
+                    unsafe {
+                        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(line.cast())
+                    };
+                }
             }
         }
     }
@@ -349,6 +373,10 @@ unsafe fn store_vectors<const M: usize>(acc: &[[V; M]; NR], out: &TileOut) {
                         let m = out.mask.add(j * out.mask_cs + v * LANES).cast::<V>().read_unaligned();
                         x = m.simd_le(V::ZERO).select(V::ZERO, x);
                     }
+                    if !out.descend.is_null() {
+                        let d = out.descend.add(j * out.descend_cs + v * LANES).cast::<V>();
+                        d.write_unaligned(d.read_unaligned() - V::splat(out.descend_scale) * x);
+                    }
                 }
                 ptr.write_unaligned(x);
             }
@@ -396,6 +424,9 @@ unsafe fn store_one(x: f32, i: usize, j: usize, out: &TileOut) {
             }
             if !out.mask.is_null() && *out.mask.add(i * out.mask_rs + j * out.mask_cs) <= 0.0 {
                 x = 0.0;
+            }
+            if !out.descend.is_null() {
+                *out.descend.add(i * out.descend_rs + j * out.descend_cs) -= out.descend_scale * x;
             }
         }
         *ptr = x;

@@ -334,6 +334,40 @@ pub fn gemm(
     epilogue: &Epilogue<'_>,
     parallelism: Parallelism,
 ) -> Result<(), KernelError> {
+    gemm_with_descend(alpha, a, b, beta, c, epilogue, None, parallelism)
+}
+
+/// [`gemm`], then `D ← D − s·C` with each finished element of C (after the epilogue),
+/// where `descend = (D, s)` and D is `m × n` with its own strides: an SGD step
+/// `w ← w − lr·v` fused onto the GEMM that writes the velocity `v = μ·v + ∇w` (β = μ),
+/// so that v is not read back. Each element of D takes one `d − s·c` (a multiply, then
+/// a subtraction), bit for bit the separate loop's. `None` is plain [`gemm`].
+///
+/// # Errors
+/// As [`gemm`], and [`KernelError::DimensionMismatch`] when D is not `m × n`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with_descend(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut MatMut<'_>,
+    epilogue: &Epilogue<'_>,
+    descend: Option<(&mut MatMut<'_>, f32)>,
+    parallelism: Parallelism,
+) -> Result<(), KernelError> {
+    if let Some((d, _)) = &descend
+        && (d.rows != c.rows || d.cols != c.cols)
+    {
+        return Err(KernelError::DimensionMismatch {
+            a_rows: d.rows,
+            a_cols: d.cols,
+            b_rows: c.rows,
+            b_cols: c.cols,
+            c_rows: c.rows,
+            c_cols: c.cols,
+        });
+    }
     if a.cols != b.rows || a.rows != c.rows || b.cols != c.cols {
         return Err(KernelError::DimensionMismatch {
             a_rows: a.rows,
@@ -366,6 +400,16 @@ pub fn gemm(
         rs: mk.row_stride,
         cs: mk.col_stride,
     });
+    let raw_descend = descend.map(|(d, s)| {
+        let raw = view::RawMut {
+            ptr: d.data.as_mut_ptr(),
+            rows: d.rows,
+            cols: d.cols,
+            rs: d.row_stride,
+            cs: d.col_stride,
+        };
+        (raw, s)
+    });
     let (bias_row, bias_col) = match epilogue.bias {
         Bias::None => (core::ptr::null(), core::ptr::null()),
         Bias::PerRow(b) => (b.as_ptr(), core::ptr::null()),
@@ -393,6 +437,7 @@ pub fn gemm(
                 bias_col: bias_row,
                 relu: epilogue.relu,
                 mask: raw_mask.map(view::RawRef::t),
+                descend: raw_descend.map(|(d, s)| (d.t(), s)),
             },
         }
     } else {
@@ -402,13 +447,21 @@ pub fn gemm(
             a: raw_a,
             b: raw_b,
             c: raw_c,
-            tail: driver::Tail { bias_row, bias_col, relu: epilogue.relu, mask: raw_mask },
+            tail: driver::Tail {
+                bias_row,
+                bias_col,
+                relu: epilogue.relu,
+                mask: raw_mask,
+                descend: raw_descend,
+            },
         }
     };
     // SAFETY: every view was bounds-checked when it was built (`MatRef::new`,
     // `MatMut::new`), the shapes chain and the bias and mask fit C (checked above); C is
     // borrowed mutably for the whole call, so nothing else reads or writes it, and its
-    // view does not alias itself (`MatMut::new` rejects that).
+    // view does not alias itself (`MatMut::new` rejects that). D, when given, is a
+    // second `&mut` borrow of C's shape (checked above): it aliases neither C nor any
+    // shared operand, nor itself.
     unsafe { driver::run(problem, parallelism == Parallelism::Threads) };
     Ok(())
 }

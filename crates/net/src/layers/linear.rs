@@ -4,7 +4,7 @@
 //! Layouts: `inp` row-major `B × I`, `out` row-major `B × O`, `weight` row-major
 //! `O × I` (PyTorch's layout), `bias` `O`.
 
-use kernels::{Bias, Epilogue, KernelError, MatMut, MatRef, Parallelism, gemm};
+use kernels::{Bias, Epilogue, KernelError, MatMut, MatRef, Parallelism, gemm, gemm_with_descend};
 
 /// A fully connected layer with owned parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,13 +52,25 @@ pub(crate) fn forward(
     gemm(1.0, x, w.t(), 0.0, &mut y, &epilogue, Parallelism::Threads)
 }
 
+/// The weights a backward pass reads, and whether it also takes the SGD step on them.
+#[derive(Debug)]
+pub(crate) enum Weights<'a> {
+    /// Read only: `O × I`, row-major.
+    Read(&'a [f32]),
+    /// `O × I`, row-major, read for the input gradient and then updated as
+    /// `W ← W − lr·dweight` with the finished weight gradient (which is then the
+    /// velocity; see `Sgd::forward_backward_step`), in the same GEMM.
+    Descend(&'a mut [f32], f32),
+}
+
 /// Backward of out = inp · Wᵀ + b, given dout (B × O):
-/// - dweight (O × I) ← β·dweight + doutᵀ (O × B) · inp (B × I), with `(dweight, β)`;
-///   β = 0 overwrites (C is not read: no zeroing pass)
-/// - dbias (O) = Σ_b dout[b, :], overwritten
 /// - dinp (B × I) = dout (B × O) · weight (O × I), overwritten, when asked for. When
 ///   `mask` (B × I, the output of a ReLU that fed this layer) is given, the ReLU's
-///   backward is fused in: dinp[b, i] = 0 where mask[b, i] ≤ 0.
+///   backward is fused in: dinp[b, i] = 0 where mask[b, i] ≤ 0. Computed first, so
+///   that it reads the weights before a [`Weights::Descend`] changes them.
+/// - dweight (O × I) ← β·dweight + doutᵀ (O × B) · inp (B × I), with `(dweight, β)`;
+///   β = 0 overwrites (C is not read: no zeroing pass); then the descent, if any
+/// - dbias (O) = Σ_b dout[b, :], overwritten
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     dinp: Option<&mut [f32]>,
@@ -66,25 +78,19 @@ pub(crate) fn backward(
     dbias: &mut [f32],
     dout: &[f32],
     inp: &[f32],
-    layer: &Linear,
+    (layer, weights): (&Linear, Weights<'_>),
     batch: usize,
     mask: Option<&[f32]>,
 ) -> Result<(), KernelError> {
     let (i, o) = (layer.in_features, layer.out_features);
     let dy = MatRef::row_major(dout, batch, o)?;
     let x = MatRef::row_major(inp, batch, i)?;
-    let mut dw = MatMut::row_major(dweight, o, i)?;
-    gemm(1.0, dy.t(), x, beta, &mut dw, &Epilogue::NONE, Parallelism::Threads)?;
-    // The bias gradient sums over the batch in a fixed order (row by row), so it is
-    // the same for any thread count.
-    dbias.fill(0.0);
-    for row in dout.chunks_exact(o) {
-        for (g, &d) in dbias.iter_mut().zip(row) {
-            *g += d;
-        }
-    }
+    let w: &[f32] = match &weights {
+        Weights::Read(w) => w,
+        Weights::Descend(w, _) => w,
+    };
     if let Some(dinp) = dinp {
-        let w = MatRef::row_major(&layer.weight, o, i)?;
+        let w = MatRef::row_major(w, o, i)?;
         let mut dx = MatMut::row_major(dinp, batch, i)?;
         let relu_mask = match mask {
             Some(m) => Some(MatRef::row_major(m, batch, i)?),
@@ -92,6 +98,31 @@ pub(crate) fn backward(
         };
         let epilogue = Epilogue { bias: Bias::None, relu: false, relu_mask };
         gemm(1.0, dy, w, 0.0, &mut dx, &epilogue, Parallelism::Threads)?;
+    }
+    let mut dw = MatMut::row_major(dweight, o, i)?;
+    match weights {
+        Weights::Read(_) => gemm(1.0, dy.t(), x, beta, &mut dw, &Epilogue::NONE, Parallelism::Threads)?,
+        Weights::Descend(w, lr) => {
+            let mut w = MatMut::row_major(w, o, i)?;
+            gemm_with_descend(
+                1.0,
+                dy.t(),
+                x,
+                beta,
+                &mut dw,
+                &Epilogue::NONE,
+                Some((&mut w, lr)),
+                Parallelism::Threads,
+            )?
+        }
+    }
+    // The bias gradient sums over the batch in a fixed order (row by row), so it is
+    // the same for any thread count.
+    dbias.fill(0.0);
+    for row in dout.chunks_exact(o) {
+        for (g, &d) in dbias.iter_mut().zip(row) {
+            *g += d;
+        }
     }
     Ok(())
 }
