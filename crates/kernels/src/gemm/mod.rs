@@ -456,12 +456,12 @@ pub fn gemm_with_descend(
             },
         }
     };
+    // D, when given, is a second `&mut` borrow of C's shape (checked above): it aliases
+    // neither C nor any shared operand, nor itself (`MatMut::new`).
     // SAFETY: every view was bounds-checked when it was built (`MatRef::new`,
     // `MatMut::new`), the shapes chain and the bias and mask fit C (checked above); C is
     // borrowed mutably for the whole call, so nothing else reads or writes it, and its
-    // view does not alias itself (`MatMut::new` rejects that). D, when given, is a
-    // second `&mut` borrow of C's shape (checked above): it aliases neither C nor any
-    // shared operand, nor itself.
+    // view does not alias itself (`MatMut::new` rejects that). D: see above.
     unsafe { driver::run(problem, parallelism == Parallelism::Threads) };
     Ok(())
 }
