@@ -177,17 +177,25 @@ pub unsafe fn tile_steps<const M: usize>(
 /// As [`tile`]'s contract on `out`.
 #[inline(always)]
 unsafe fn write_tile<const M: usize>(acc: &[[V; M]; NR], out: &TileOut) {
-    // Full-height tiles with contiguous columns are written a vector at a time (also
-    // when only some of their columns are valid, as on the right edge or when n < NR).
-    // (Handling a straddling vector inside `store_vectors` measured up to 30% slower.)
-    if out.rows == M * LANES
-        && out.c_rs == 1
+    // Tiles with contiguous columns are written a vector at a time (also when only some
+    // of their columns are valid, as on the right edge or when n < NR). On the bottom
+    // edge (m = 600 is 12 tiles and 24 rows) the full vectors still are, and only the
+    // last, straddling one goes element by element. (Testing for a straddling vector
+    // inside the vector loop measured up to 30% slower: the full-tile call stays apart.)
+    let vector_layout = out.c_rs == 1
         && (out.mask.is_null() || out.mask_rs == 1)
-        && (out.descend.is_null() || out.descend_rs == 1)
-    {
+        && (out.descend.is_null() || out.descend_rs == 1);
+    if vector_layout && out.rows == M * LANES {
         // SAFETY: all M·LANES rows are valid and the columns contiguous, so each vector access
         // of the `cols` valid columns stays inside the tile the caller vouched for.
-        unsafe { store_vectors(acc, out) };
+        unsafe { store_vectors(acc, out, M) };
+    } else if vector_layout && out.rows > (M - 1) * LANES {
+        // SAFETY: the first M − 1 vectors' rows are valid (rows > (M − 1)·LANES), and
+        // store_last_lanes touches only the valid rows of the last.
+        unsafe {
+            store_vectors(acc, out, M - 1);
+            store_last_lanes(acc, out);
+        }
     } else if NR == 8
         && LANES.is_multiple_of(8)
         && out.rows == M * LANES
@@ -337,49 +345,115 @@ unsafe fn step<const M: usize>(acc: &mut [[V; M]; NR], a: *const f32, b: *const 
     }
 }
 
-/// Write-out of a full-height tile with contiguous columns, a vector at a time.
+/// Write-out of the first `full` vectors of each column of a tile with contiguous
+/// columns, a vector at a time.
 ///
 /// # Safety
-/// As [`tile`], with `out.rows == M·LANES`, `out.c_rs == 1`, and a mask (if any) with row
-/// stride 1.
+/// As [`tile`], with `out.rows ≥ full·LANES`, `out.c_rs == 1`, and a mask and D (if any)
+/// with row stride 1.
 #[inline(always)]
-unsafe fn store_vectors<const M: usize>(acc: &[[V; M]; NR], out: &TileOut) {
-    let alpha = V::splat(out.alpha);
-    let beta = V::splat(out.beta);
+unsafe fn store_vectors<const M: usize>(acc: &[[V; M]; NR], out: &TileOut, full: usize) {
     for (j, accj) in acc.iter().enumerate().take(out.cols) {
-        for (v, &x) in accj.iter().enumerate() {
+        for (v, &x) in accj.iter().enumerate().take(full) {
             // SAFETY: row v·LANES .. (v+1)·LANES of column j < cols lies inside the tile,
             // whose columns are contiguous (c_rs == 1); the same holds for the mask
-            // (mask_rs == 1) and the row bias (M·LANES values).
+            // (mask_rs == 1), D (descend_rs == 1) and the row bias (M·LANES values).
             unsafe {
-                let ptr = out.c.add(j * out.c_cs + v * LANES).cast::<V>();
-                // The same operations in the same order as `store_scalar`, so that an
-                // element's bits do not depend on which path wrote it.
-                let mut x = x * alpha;
-                if out.beta != 0.0 {
-                    x += beta * ptr.read_unaligned();
-                }
-                if out.last {
-                    if !out.bias_row.is_null() {
-                        x += out.bias_row.add(v * LANES).cast::<V>().read_unaligned();
-                    }
-                    if !out.bias_col.is_null() {
-                        x += V::splat(*out.bias_col.add(j));
-                    }
-                    if out.relu {
-                        x = x.max(V::ZERO);
-                    }
-                    if !out.mask.is_null() {
-                        let m = out.mask.add(j * out.mask_cs + v * LANES).cast::<V>().read_unaligned();
-                        x = m.simd_le(V::ZERO).select(V::ZERO, x);
-                    }
-                    if !out.descend.is_null() {
-                        let d = out.descend.add(j * out.descend_cs + v * LANES).cast::<V>();
-                        d.write_unaligned(d.read_unaligned() - V::splat(out.descend_scale) * x);
-                    }
-                }
-                ptr.write_unaligned(x);
+                finish_vector(
+                    x,
+                    j,
+                    v,
+                    out,
+                    |p| p.cast::<V>().read_unaligned(),
+                    |p, x| p.cast::<V>().write_unaligned(x),
+                )
+            };
+        }
+    }
+}
+
+/// The epilogue of one vector `x` (rows `v·LANES ..`, column `j`) and its store, with
+/// `load`/`store` for the memory of C, the row bias, the mask and D: the same operations
+/// in the same order as `store_one`, so that an element's bits do not depend on which
+/// path wrote it.
+///
+/// # Safety
+/// `load` and `store` must be valid for the vector's elements of C, the row bias, the
+/// mask and D that they are handed (the caller's lanes).
+#[inline(always)]
+unsafe fn finish_vector(
+    x: V,
+    j: usize,
+    v: usize,
+    out: &TileOut,
+    load: impl Fn(*const f32) -> V,
+    store: impl Fn(*mut f32, V),
+) {
+    // SAFETY: the offsets stay inside the tile (and its mask, D, biases), as the caller vouches.
+    unsafe {
+        let ptr = out.c.add(j * out.c_cs + v * LANES);
+        let mut x = x * V::splat(out.alpha);
+        if out.beta != 0.0 {
+            x += V::splat(out.beta) * load(ptr);
+        }
+        if out.last {
+            if !out.bias_row.is_null() {
+                x += load(out.bias_row.add(v * LANES));
             }
+            if !out.bias_col.is_null() {
+                x += V::splat(*out.bias_col.add(j));
+            }
+            if out.relu {
+                x = x.max(V::ZERO);
+            }
+            if !out.mask.is_null() {
+                let m = load(out.mask.add(j * out.mask_cs + v * LANES));
+                x = m.simd_le(V::ZERO).select(V::ZERO, x);
+            }
+            if !out.descend.is_null() {
+                let d = out.descend.add(j * out.descend_cs + v * LANES);
+                store(d, load(d) - V::splat(out.descend_scale) * x);
+            }
+        }
+        store(ptr, x);
+    }
+}
+
+/// Write-out of the valid rows of the last vector of each column: with AVX-512, one
+/// masked vector per column; otherwise an element at a time.
+///
+/// # Safety
+/// As [`tile`], with the layout conditions of [`store_vectors`] and
+/// `(M − 1)·LANES < out.rows ≤ M·LANES`.
+#[inline(always)]
+unsafe fn store_last_lanes<const M: usize>(acc: &[[V; M]; NR], out: &TileOut) {
+    let first = (M - 1) * LANES;
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    {
+        use core::arch::x86_64::{__m512, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps};
+        let keep = ((1u32 << (out.rows - first)) - 1) as u16;
+        for (j, accj) in acc.iter().enumerate().take(out.cols) {
+            // SAFETY: the masked loads and stores touch only the `rows − first` valid
+            // lanes (masked-off lanes neither fault nor write); `V` is `f32x16`, one
+            // `__m512` of the same size and layout.
+            unsafe {
+                finish_vector(
+                    accj[M - 1],
+                    j,
+                    M - 1,
+                    out,
+                    |p| core::mem::transmute::<__m512, V>(_mm512_maskz_loadu_ps(keep, p)),
+                    |p, x| _mm512_mask_storeu_ps(p, keep, core::mem::transmute::<V, __m512>(x)),
+                )
+            };
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+    for (j, accj) in acc.iter().enumerate().take(out.cols) {
+        let lanes = accj[M - 1].as_array();
+        for (l, &x) in lanes.iter().enumerate().take(out.rows - first) {
+            // SAFETY: row first + l < rows and column j < cols: a valid element.
+            unsafe { store_one(x, first + l, j, out) };
         }
     }
 }
