@@ -157,23 +157,24 @@ pub unsafe fn run(p: Problem, parallel: bool) {
     // next pass (an MLP's weight gradient, 784 × 600 in kernel orientation, is split by
     // output neuron as its forward pass and its SGD update are).
     let along_n = n >= m || (p.c.rs == 1 && m <= 2 * n);
-    let tiles = if along_n { tiles_n } else { tiles_m };
-    let parts = threads.min(tiles);
+    // Rows are handed out a vector (`LANES`) at a time rather than a tile: m = 600 is
+    // 12.5 tiles, and whole tiles would give one thread 6 and the other 6.5; vectors
+    // give each 6 tiles and a one-vector edge. Every element's sum is the same whichever
+    // tile computes it, so the bits do not depend on the split.
+    let (unit, units) = if along_n { (NR, tiles_n) } else { (LANES, m.div_ceil(LANES)) };
+    let parts = threads.min(if along_n { tiles_n } else { tiles_m });
     if parts <= 1 {
         // SAFETY: the caller's contract.
         unsafe { serial(&p, blocking) };
         return;
     }
     team::run(parts, &|t| {
-        let (t0, t1) = (t * tiles / parts, (t + 1) * tiles / parts);
-        // SAFETY: parts ≤ tiles, so each part is a non-empty range of whole tiles inside
-        // C, disjoint from the other parts' ranges.
+        let (t0, t1) = (t * units / parts, (t + 1) * units / parts);
+        // SAFETY: parts ≤ tiles ≤ units, so each part is a non-empty range of whole units
+        // inside C, disjoint from the other parts' ranges.
         unsafe {
-            let block = if along_n {
-                p.cols(t0 * NR, (t1 * NR).min(n) - t0 * NR)
-            } else {
-                p.rows(t0 * MR, (t1 * MR).min(m) - t0 * MR)
-            };
+            let (start, end) = (t0 * unit, (t1 * unit).min(if along_n { n } else { m }));
+            let block = if along_n { p.cols(start, end - start) } else { p.rows(start, end - start) };
             serial(&block, blocking);
         }
     });
