@@ -31,6 +31,12 @@ const SHAPES: &[Shape] = &[
     (1, 3, 7, 13, 11, 1, 1, 2, 0),
     (5, 2, 13, 7, 7, 5, 3, 1, 2),
     (2, 1, 30, 33, 12, 5, 5, 1, 2),
+    // Output channels a multiple of the vector width (the channel-vectorised weight
+    // gradient): one and two vectors, over several runs of images.
+    (6, 3, 9, 11, 16, 3, 3, 1, 1),
+    (5, 2, 6, 21, 32, 3, 2, 1, 2),
+    (5, 2, 8, 9, 32, 5, 5, 1, 2),
+    (3, 1, 7, 7, 32, 3, 3, 1, 1),
 ];
 
 fn geometries() -> impl Iterator<Item = ConvGeometry> {

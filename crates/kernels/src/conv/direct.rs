@@ -12,7 +12,11 @@
 //! - Forward: a register tile of `OB` output channels × `NV` vectors of one row; per
 //!   tap, `NV` loads of the input and `OB` broadcast weights feed `OB·NV` FMAs; bias
 //!   and ReLU are applied on the way out.
-//! - Weight gradient: a register tile of `OB` channels × `TB` taps, each lane summing
+//! - Weight gradient, when the output channels are one or two vectors (LeNet's conv2:
+//!   16): the lanes run over the channels instead (`weight_gradient_by_channel`), so a
+//!   10-wide output row does not leave 6 of 16 lanes idle; a tile of whole kernel rows
+//!   takes per position one dY vector and one broadcast input per tap.
+//! - Weight gradient otherwise: a register tile of `OB` channels × `TB` taps, each lane summing
 //!   `dY[o, y, x]·in[y + ky, x + kx]` over the rows and images of a run, reduced across
 //!   lanes once per run (`reduce_add`, a fixed shuffle tree). `dY` is copied into rows padded with zeros to whole vectors
 //!   so the lanes past the row contribute nothing.
@@ -46,6 +50,7 @@ mod tile {
     pub(super) const FWD_OB_TWO_VECTORS: usize = 6;
     pub(super) const DW_OB: usize = 6;
     pub(super) const DW_TB: usize = 4;
+    pub(super) const DWC_ACC: usize = 24;
 }
 #[cfg(not(target_feature = "avx512f"))]
 mod tile {
@@ -56,6 +61,7 @@ mod tile {
     pub(super) const FWD_OB_TWO_VECTORS: usize = 6;
     pub(super) const DW_OB: usize = 3;
     pub(super) const DW_TB: usize = 3;
+    pub(super) const DWC_ACC: usize = 12;
 }
 
 /// Images whose weight gradients one worker sums before handing back a partial; fixed,
@@ -475,6 +481,7 @@ pub(super) fn backward(
     let new_scratch = || DwScratch {
         padded: vec![0.0; DW_RUN_IMAGES * plan.padded_len()],
         grad_out: vec![0.0; DW_RUN_IMAGES * plan.o * plan.oh * plan.gw() + L],
+        grad_out_cl: Vec::new(),
     };
     let partials: Vec<Partial> = if parallelism == Parallelism::Threads && runs > 1 {
         team::map_init((0..runs).collect(), new_scratch, |scratch, _, r| one_run(scratch, r))
@@ -542,6 +549,9 @@ struct DwScratch {
     /// `L` floats longer than needed: the rows start at the first vector-aligned float
     /// ([`DwScratch::grad_out`]), so the tile's dY loads never straddle cache lines.
     grad_out: Vec<f32>,
+    /// The run's output gradients channel-last (`B × OH × OW × O`), for
+    /// [`weight_gradient_by_channel`].
+    grad_out_cl: Vec<f32>,
 }
 
 impl DwScratch {
@@ -576,6 +586,9 @@ fn weight_gradient_run(
     let gw = p.gw();
     for (img, dst) in input.chunks_exact(in_img).zip(s.padded.chunks_exact_mut(p.padded_len())) {
         p.pad_into(img, dst);
+    }
+    if p.o.is_multiple_of(L) && p.o / L <= 2 {
+        return weight_gradient_by_channel(p, taps, images, grad_output, s);
     }
     for (src, dst) in grad_output.chunks_exact(p.ow).zip(s.grad_out_mut().chunks_exact_mut(gw)) {
         copy_short(&mut dst[..p.ow], src);
@@ -692,4 +705,209 @@ fn dw_tile<const OB: usize, const TB: usize>(a: &DwArgs<'_>) -> DwSums {
         }
     }
     sums
+}
+
+/// The weight and bias gradients of one run (its inputs already padded into
+/// `s.padded`) with the lanes over output channels instead of output columns: for
+/// `O = 16` (LeNet's conv2) each position's `dY[·, y, x]` is one vector, and a tap is
+/// one broadcast input value and one FMA, where the row-vectorised [`dw_tile`] fills 10
+/// of its 16 lanes with a 10-wide output row. Each weight sums over the run's images,
+/// rows and columns in that order, whatever the thread count.
+fn weight_gradient_by_channel(
+    p: &Plan,
+    taps: &[usize],
+    images: usize,
+    grad_output: &[f32],
+    s: &mut DwScratch,
+) -> Partial {
+    let pos = p.oh * p.ow;
+    // dY channel-last: element (n, y, x, o) at ((n·OH + y)·OW + x)·O + o.
+    s.grad_out_cl.clear();
+    s.grad_out_cl.resize(images * pos * p.o, 0.0);
+    for n in 0..images {
+        for o in 0..p.o {
+            let src = &grad_output[(n * p.o + o) * pos..][..pos];
+            for (q, &v) in src.iter().enumerate() {
+                s.grad_out_cl[(n * pos + q) * p.o + o] = v;
+            }
+        }
+    }
+    let k = taps.len();
+    let mut weight = vec![0.0f32; p.o * k];
+    match (p.o / L, p.kw) {
+        (1, 5) => dwc_by_rows::<1, 5, { dwc_rows(1, 5) }>(p, taps, images, s, &mut weight),
+        (1, 3) => dwc_by_rows::<1, 3, { dwc_rows(1, 3) }>(p, taps, images, s, &mut weight),
+        (1, _) => dwc_all_taps::<1>(p, taps, images, s, &mut weight),
+        (_, 5) => dwc_by_rows::<2, 5, { dwc_rows(2, 5) }>(p, taps, images, s, &mut weight),
+        (_, 3) => dwc_by_rows::<2, 3, { dwc_rows(2, 3) }>(p, taps, images, s, &mut weight),
+        _ => dwc_all_taps::<2>(p, taps, images, s, &mut weight),
+    }
+    // Bias: every position's dY vector, summed in order.
+    let mut bias = vec![0.0f32; p.o];
+    for (ov, chunk) in bias.chunks_exact_mut(L).enumerate() {
+        let mut acc = V::ZERO;
+        for q in 0..images * pos {
+            acc += V::new(s.grad_out_cl[q * p.o + ov * L..][..L].try_into().expect("L values"));
+        }
+        chunk.copy_from_slice(acc.as_array());
+    }
+    Partial { weight, bias }
+}
+
+/// Every tap of [`weight_gradient_by_channel`], `DWC_ACC / OV` at a time (the rest four
+/// and then one at a time), written into `weight` (`O × K`).
+fn dwc_all_taps<const OV: usize>(p: &Plan, taps: &[usize], images: usize, s: &DwScratch, weight: &mut [f32]) {
+    let k = taps.len();
+    let mut write = |t0: usize, acc: &[[V; OV]]| {
+        for (t, vs) in acc.iter().enumerate() {
+            for (ov, v) in vs.iter().enumerate() {
+                for (l, &x) in v.as_array().iter().enumerate() {
+                    weight[(ov * L + l) * k + t0 + t] = x;
+                }
+            }
+        }
+    };
+    let mut t0 = 0;
+    if OV == 1 {
+        while t0 + tile::DWC_ACC <= k {
+            write(t0, &dwc_tile::<OV, { tile::DWC_ACC }>(p, &taps[t0..t0 + tile::DWC_ACC], images, s));
+            t0 += tile::DWC_ACC;
+        }
+    } else {
+        while t0 + tile::DWC_ACC / 2 <= k {
+            write(
+                t0,
+                &dwc_tile::<OV, { tile::DWC_ACC / 2 }>(p, &taps[t0..t0 + tile::DWC_ACC / 2], images, s),
+            );
+            t0 += tile::DWC_ACC / 2;
+        }
+    }
+    while t0 + 4 <= k {
+        write(t0, &dwc_tile::<OV, 4>(p, &taps[t0..t0 + 4], images, s));
+        t0 += 4;
+    }
+    for t in t0..k {
+        write(t, &dwc_tile::<OV, 1>(p, &taps[t..t + 1], images, s));
+    }
+}
+
+/// `Σ_{n, y, x} dY[n, ·, y, x] · in[n, tap + y·WP + x]` for `TB` taps, `OV` vectors of
+/// output channels each.
+#[inline(always)]
+fn dwc_tile<const OV: usize, const TB: usize>(
+    p: &Plan,
+    taps: &[usize],
+    images: usize,
+    s: &DwScratch,
+) -> [[V; OV]; TB] {
+    let plane = p.padded_len();
+    let pos = p.oh * p.ow;
+    assert!(taps.len() == TB && OV * L == p.o);
+    assert!(s.padded.len() >= images * plane && s.grad_out_cl.len() >= images * pos * p.o);
+    assert!(taps.iter().all(|&t| t <= p.last_tap()));
+    let (in_ptr, dy_ptr) = (s.padded.as_ptr(), s.grad_out_cl.as_ptr());
+    let mut acc = [[V::ZERO; OV]; TB];
+    for n in 0..images {
+        for y in 0..p.oh {
+            for x in 0..p.ow {
+                let q = (n * pos + y * p.ow + x) * p.o;
+                // SAFETY: q + O ≤ images·OH·OW·O ≤ grad_out_cl.len(), and OV·L = O.
+                let dy: [V; OV] = core::array::from_fn(|ov| unsafe { load(dy_ptr.add(q + ov * L)) });
+                let origin = n * plane + y * p.wp + x;
+                for (t, &off) in taps.iter().enumerate() {
+                    // SAFETY: `y·WP + x ≤ (OH−1)·WP + OW − 1` and the largest tap is
+                    // `(C−1)·HP·WP + (KH−1)·WP + KW−1`, whose sum is below `C·HP·WP`
+                    // (`OW + KW − 1 ≤ WP`, `HP = OH + KH − 1`); image `n < images` fits.
+                    let x = V::splat(unsafe { *in_ptr.add(origin + off) });
+                    for (a, d) in acc[t].iter_mut().zip(&dy) {
+                        *a = d.mul_add(x, *a);
+                    }
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// [`dwc_all_taps`] for a kernel `KW` wide, a tile being whole kernel rows: the taps
+/// `(c, ky, 0 .. KW)` of a row are consecutive inputs, so a tile of `RB` rows needs `RB`
+/// input pointers (each tap a constant displacement from its row's), where a tile of
+/// arbitrary taps needs one per tap and, past the general registers, reloads them from
+/// the stack on every multiply-add.
+fn dwc_by_rows<const OV: usize, const KW: usize, const RB: usize>(
+    p: &Plan,
+    taps: &[usize],
+    images: usize,
+    s: &DwScratch,
+    weight: &mut [f32],
+) {
+    let k = taps.len();
+    debug_assert_eq!(k % KW, 0);
+    let rows = k / KW;
+    let mut write = |r0: usize, acc: &[[[V; OV]; KW]]| {
+        for (r, row) in acc.iter().enumerate() {
+            for (kx, vs) in row.iter().enumerate() {
+                let t = (r0 + r) * KW + kx;
+                for (ov, v) in vs.iter().enumerate() {
+                    for (l, &x) in v.as_array().iter().enumerate() {
+                        weight[(ov * L + l) * k + t] = x;
+                    }
+                }
+            }
+        }
+    };
+    let mut r0 = 0;
+    while r0 + RB <= rows {
+        let offsets: [usize; RB] = core::array::from_fn(|r| taps[(r0 + r) * KW]);
+        write(r0, &dwc_rows_tile::<OV, KW, RB>(p, offsets, images, s));
+        r0 += RB;
+    }
+    for r in r0..rows {
+        write(r, &dwc_rows_tile::<OV, KW, 1>(p, [taps[r * KW]], images, s));
+    }
+}
+
+/// Kernel rows per tile of [`dwc_by_rows`]: as many as `DWC_ACC` accumulators hold.
+const fn dwc_rows(ov: usize, kw: usize) -> usize {
+    let rows = tile::DWC_ACC / (ov * kw);
+    if rows == 0 { 1 } else { rows }
+}
+
+/// `Σ_{n, y, x} dY[n, ·, y, x] · in[n, row + kx + y·WP + x]` for the `RB` kernel rows at
+/// `row_offsets` and every `kx < KW`, `OV` vectors of output channels each.
+#[inline(always)]
+fn dwc_rows_tile<const OV: usize, const KW: usize, const RB: usize>(
+    p: &Plan,
+    row_offsets: [usize; RB],
+    images: usize,
+    s: &DwScratch,
+) -> [[[V; OV]; KW]; RB] {
+    let plane = p.padded_len();
+    let pos = p.oh * p.ow;
+    assert!(OV * L == p.o && KW == p.kw);
+    assert!(s.padded.len() >= images * plane && s.grad_out_cl.len() >= images * pos * p.o);
+    assert!(row_offsets.iter().all(|&t| t + KW - 1 <= p.last_tap()));
+    let (in_ptr, dy_ptr) = (s.padded.as_ptr(), s.grad_out_cl.as_ptr());
+    let mut acc = [[[V::ZERO; OV]; KW]; RB];
+    for n in 0..images {
+        for y in 0..p.oh {
+            for x in 0..p.ow {
+                let q = (n * pos + y * p.ow + x) * p.o;
+                // SAFETY: q + O ≤ images·OH·OW·O ≤ grad_out_cl.len(), and OV·L = O.
+                let dy: [V; OV] = core::array::from_fn(|ov| unsafe { load(dy_ptr.add(q + ov * L)) });
+                let origin = n * plane + y * p.wp + x;
+                for (acc_r, &row) in acc.iter_mut().zip(&row_offsets) {
+                    for (kx, acc_t) in acc_r.iter_mut().enumerate() {
+                        // SAFETY: as in `dwc_tile`: tap `row + kx ≤ last_tap`, and
+                        // `origin` + any tap stays inside image n's padded planes.
+                        let x = V::splat(unsafe { *in_ptr.add(origin + row + kx) });
+                        for (a, d) in acc_t.iter_mut().zip(&dy) {
+                            *a = d.mul_add(x, *a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    acc
 }
