@@ -32,7 +32,8 @@ const SHAPES: &[Shape] = &[
     (5, 2, 13, 7, 7, 5, 3, 1, 2),
     (2, 1, 30, 33, 12, 5, 5, 1, 2),
     // Output channels a multiple of the vector width (the channel-vectorised weight
-    // gradient): one and two vectors, over several runs of images.
+    // gradient): one and two vectors, 3- and 5-wide kernels, over several runs of
+    // images; and a 2-wide kernel, which keeps the row-vectorised tile.
     (6, 3, 9, 11, 16, 3, 3, 1, 1),
     (5, 2, 6, 21, 32, 3, 2, 1, 2),
     (5, 2, 8, 9, 32, 5, 5, 1, 2),

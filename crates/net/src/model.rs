@@ -480,13 +480,7 @@ impl Model {
         batch: usize,
         ws: &mut Workspace,
     ) -> Result<(f32, usize), NetError> {
-        self.check_input(input, batch)?;
-        self.check_labels(labels, batch)?;
-        ws.prepare(self, batch, true);
-        self.forward_layers(input, batch, ws, true, None)?;
-        let n = self.layers.len();
-        let (loss, correct) =
-            softmax_cross_entropy(Some(&mut ws.dacts[n - 1]), &ws.acts[n - 1], labels, self.num_classes());
+        let (loss, correct) = self.forward_loss(input, labels, batch, ws, true)?;
         self.backward_layers(input, batch, ws, true, None, None)?;
         Ok((loss, correct))
     }
@@ -503,13 +497,7 @@ impl Model {
         ws: &mut Workspace,
         lr: f32,
     ) -> Result<(f32, usize), NetError> {
-        self.check_input(input, batch)?;
-        self.check_labels(labels, batch)?;
-        ws.prepare(self, batch, true);
-        self.forward_layers(input, batch, ws, true, None)?;
-        let n = self.layers.len();
-        let (loss, correct) =
-            softmax_cross_entropy(Some(&mut ws.dacts[n - 1]), &ws.acts[n - 1], labels, self.num_classes());
+        let (loss, correct) = self.forward_loss(input, labels, batch, ws, true)?;
         if !loss.is_finite() {
             self.backward_layers(input, batch, ws, true, None, None)?;
             return Ok((loss, correct));
@@ -549,15 +537,28 @@ impl Model {
         ws: &mut Workspace,
         f: &mut GradientFn,
     ) -> Result<f32, NetError> {
+        let (loss, _) = self.forward_loss(input, labels, batch, ws, false)?;
+        self.backward_layers(input, batch, ws, false, Some(f), None)?;
+        Ok(loss)
+    }
+
+    /// The forward half of a training pass: checks the batch, sizes `ws` for a backward
+    /// pass, runs the layers (`fuse` as in [`Model::forward_layers`]) and leaves the
+    /// logits' gradient in `ws.dacts[last]`. Returns `(mean loss, correct)`.
+    fn forward_loss(
+        &self,
+        input: &[f32],
+        labels: &[u32],
+        batch: usize,
+        ws: &mut Workspace,
+        fuse: bool,
+    ) -> Result<(f32, usize), NetError> {
         self.check_input(input, batch)?;
         self.check_labels(labels, batch)?;
         ws.prepare(self, batch, true);
-        self.forward_layers(input, batch, ws, false, None)?;
+        self.forward_layers(input, batch, ws, fuse, None)?;
         let n = self.layers.len();
-        let (loss, _) =
-            softmax_cross_entropy(Some(&mut ws.dacts[n - 1]), &ws.acts[n - 1], labels, self.num_classes());
-        self.backward_layers(input, batch, ws, false, Some(f), None)?;
-        Ok(loss)
+        Ok(softmax_cross_entropy(Some(&mut ws.dacts[n - 1]), &ws.acts[n - 1], labels, self.num_classes()))
     }
 
     /// Backward from `ws.dacts[last]` (the logits' gradient) to every parameter.

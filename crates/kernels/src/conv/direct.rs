@@ -13,7 +13,7 @@
 //!   tap, `NV` loads of the input and `OB` broadcast weights feed `OB·NV` FMAs; bias
 //!   and ReLU are applied on the way out.
 //! - Weight gradient, when the output channels are one or two vectors (LeNet's conv2:
-//!   16): the lanes run over the channels instead (`weight_gradient_by_channel`), so a
+//!   16) and the kernel is 3 or 5 wide: the lanes run over the channels instead (`weight_gradient_by_channel`), so a
 //!   10-wide output row does not leave 6 of 16 lanes idle; a tile of whole kernel rows
 //!   takes per position one dY vector and one broadcast input per tap.
 //! - Weight gradient otherwise: a register tile of `OB` channels × `TB` taps, each lane summing
@@ -587,7 +587,7 @@ fn weight_gradient_run(
     for (img, dst) in input.chunks_exact(in_img).zip(s.padded.chunks_exact_mut(p.padded_len())) {
         p.pad_into(img, dst);
     }
-    if p.o.is_multiple_of(L) && p.o / L <= 2 {
+    if p.o.is_multiple_of(L) && p.o / L <= 2 && (p.kw == 3 || p.kw == 5) {
         return weight_gradient_by_channel(p, taps, images, grad_output, s);
     }
     for (src, dst) in grad_output.chunks_exact(p.ow).zip(s.grad_out_mut().chunks_exact_mut(gw)) {
@@ -736,11 +736,9 @@ fn weight_gradient_by_channel(
     let mut weight = vec![0.0f32; p.o * k];
     match (p.o / L, p.kw) {
         (1, 5) => dwc_by_rows::<1, 5, { dwc_rows(1, 5) }>(p, taps, images, s, &mut weight),
-        (1, 3) => dwc_by_rows::<1, 3, { dwc_rows(1, 3) }>(p, taps, images, s, &mut weight),
-        (1, _) => dwc_all_taps::<1>(p, taps, images, s, &mut weight),
+        (1, _) => dwc_by_rows::<1, 3, { dwc_rows(1, 3) }>(p, taps, images, s, &mut weight),
         (_, 5) => dwc_by_rows::<2, 5, { dwc_rows(2, 5) }>(p, taps, images, s, &mut weight),
-        (_, 3) => dwc_by_rows::<2, 3, { dwc_rows(2, 3) }>(p, taps, images, s, &mut weight),
-        _ => dwc_all_taps::<2>(p, taps, images, s, &mut weight),
+        _ => dwc_by_rows::<2, 3, { dwc_rows(2, 3) }>(p, taps, images, s, &mut weight),
     }
     // Bias: every position's dY vector, summed in order.
     let mut bias = vec![0.0f32; p.o];
@@ -754,86 +752,12 @@ fn weight_gradient_by_channel(
     Partial { weight, bias }
 }
 
-/// Every tap of [`weight_gradient_by_channel`], `DWC_ACC / OV` at a time (the rest four
-/// and then one at a time), written into `weight` (`O × K`).
-fn dwc_all_taps<const OV: usize>(p: &Plan, taps: &[usize], images: usize, s: &DwScratch, weight: &mut [f32]) {
-    let k = taps.len();
-    let mut write = |t0: usize, acc: &[[V; OV]]| {
-        for (t, vs) in acc.iter().enumerate() {
-            for (ov, v) in vs.iter().enumerate() {
-                for (l, &x) in v.as_array().iter().enumerate() {
-                    weight[(ov * L + l) * k + t0 + t] = x;
-                }
-            }
-        }
-    };
-    let mut t0 = 0;
-    if OV == 1 {
-        while t0 + tile::DWC_ACC <= k {
-            write(t0, &dwc_tile::<OV, { tile::DWC_ACC }>(p, &taps[t0..t0 + tile::DWC_ACC], images, s));
-            t0 += tile::DWC_ACC;
-        }
-    } else {
-        while t0 + tile::DWC_ACC / 2 <= k {
-            write(
-                t0,
-                &dwc_tile::<OV, { tile::DWC_ACC / 2 }>(p, &taps[t0..t0 + tile::DWC_ACC / 2], images, s),
-            );
-            t0 += tile::DWC_ACC / 2;
-        }
-    }
-    while t0 + 4 <= k {
-        write(t0, &dwc_tile::<OV, 4>(p, &taps[t0..t0 + 4], images, s));
-        t0 += 4;
-    }
-    for t in t0..k {
-        write(t, &dwc_tile::<OV, 1>(p, &taps[t..t + 1], images, s));
-    }
-}
-
-/// `Σ_{n, y, x} dY[n, ·, y, x] · in[n, tap + y·WP + x]` for `TB` taps, `OV` vectors of
-/// output channels each.
-#[inline(always)]
-fn dwc_tile<const OV: usize, const TB: usize>(
-    p: &Plan,
-    taps: &[usize],
-    images: usize,
-    s: &DwScratch,
-) -> [[V; OV]; TB] {
-    let plane = p.padded_len();
-    let pos = p.oh * p.ow;
-    assert!(taps.len() == TB && OV * L == p.o);
-    assert!(s.padded.len() >= images * plane && s.grad_out_cl.len() >= images * pos * p.o);
-    assert!(taps.iter().all(|&t| t <= p.last_tap()));
-    let (in_ptr, dy_ptr) = (s.padded.as_ptr(), s.grad_out_cl.as_ptr());
-    let mut acc = [[V::ZERO; OV]; TB];
-    for n in 0..images {
-        for y in 0..p.oh {
-            for x in 0..p.ow {
-                let q = (n * pos + y * p.ow + x) * p.o;
-                // SAFETY: q + O ≤ images·OH·OW·O ≤ grad_out_cl.len(), and OV·L = O.
-                let dy: [V; OV] = core::array::from_fn(|ov| unsafe { load(dy_ptr.add(q + ov * L)) });
-                let origin = n * plane + y * p.wp + x;
-                for (t, &off) in taps.iter().enumerate() {
-                    // SAFETY: `y·WP + x ≤ (OH−1)·WP + OW − 1` and the largest tap is
-                    // `(C−1)·HP·WP + (KH−1)·WP + KW−1`, whose sum is below `C·HP·WP`
-                    // (`OW + KW − 1 ≤ WP`, `HP = OH + KH − 1`); image `n < images` fits.
-                    let x = V::splat(unsafe { *in_ptr.add(origin + off) });
-                    for (a, d) in acc[t].iter_mut().zip(&dy) {
-                        *a = d.mul_add(x, *a);
-                    }
-                }
-            }
-        }
-    }
-    acc
-}
-
-/// [`dwc_all_taps`] for a kernel `KW` wide, a tile being whole kernel rows: the taps
-/// `(c, ky, 0 .. KW)` of a row are consecutive inputs, so a tile of `RB` rows needs `RB`
-/// input pointers (each tap a constant displacement from its row's), where a tile of
+/// Every tap of [`weight_gradient_by_channel`] for a kernel `KW` wide, written into
+/// `weight` (`O × K`), a tile being `RB` whole kernel rows (then single rows): the taps
+/// `(c, ky, 0 .. KW)` of a row are consecutive inputs, so a tile needs `RB` input
+/// pointers (each tap a constant displacement from its row's), where a tile of
 /// arbitrary taps needs one per tap and, past the general registers, reloads them from
-/// the stack on every multiply-add.
+/// the stack on every multiply-add (measured: conv2's backward 7–8% slower).
 fn dwc_by_rows<const OV: usize, const KW: usize, const RB: usize>(
     p: &Plan,
     taps: &[usize],
@@ -898,8 +822,10 @@ fn dwc_rows_tile<const OV: usize, const KW: usize, const RB: usize>(
                 let origin = n * plane + y * p.wp + x;
                 for (acc_r, &row) in acc.iter_mut().zip(&row_offsets) {
                     for (kx, acc_t) in acc_r.iter_mut().enumerate() {
-                        // SAFETY: as in `dwc_tile`: tap `row + kx ≤ last_tap`, and
-                        // `origin` + any tap stays inside image n's padded planes.
+                        // SAFETY: `y·WP + x ≤ (OH−1)·WP + OW − 1` and the tap `row + kx`
+                        // is at most `(C−1)·HP·WP + (KH−1)·WP + KW−1` (asserted), whose sum
+                        // is below `C·HP·WP` (`OW + KW − 1 ≤ WP`, `HP = OH + KH − 1`);
+                        // image `n < images` fits.
                         let x = V::splat(unsafe { *in_ptr.add(origin + row + kx) });
                         for (a, d) in acc_t.iter_mut().zip(&dy) {
                             *a = d.mul_add(x, *a);

@@ -8,7 +8,7 @@
 use std::cell::Cell;
 
 use super::blocking::Blocking;
-use super::microkernel::{LANES, MR, MV, NR, TileOut, V, tile, tile_steps};
+use super::microkernel::{LANES, MR, MV, NR, TileOut, V, tile};
 use super::pack::{pack_a, pack_b};
 use super::view::{RawMut, RawRef};
 use super::zero_steps;
@@ -254,6 +254,9 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
     let b_pack = b_buf.as_mut_ptr().cast::<f32>();
     let mut a_masks = MASK_A.with(Cell::take);
     let mut b_masks = MASK_B.with(Cell::take);
+    // One tile's steps (the AND of its two panels' masks), rewritten for each tile that
+    // skips.
+    let mut tile_steps = [0u64; MAX_MASK_WORDS];
 
     // LOOP 5: split n into nc parts (B~ in L3).
     for jc in (0..n).step_by(blocking.nc) {
@@ -337,8 +340,7 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
                             let b_panel = b_pack.add(jr * kc);
                             // The steps this tile needs: those where neither micro-panel is
                             // all zeros.
-                            let mut steps = [0u64; MAX_MASK_WORDS];
-                            let steps = &mut steps[..words];
+                            let steps = &mut tile_steps[..words];
                             let skip = (a_skips || b_skips) && {
                                 // A side that was not scanned keeps every step.
                                 let (a0, b0) = ((ir / MR) * words, (jr / NR) * words);
@@ -354,19 +356,12 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
                                 zero_steps::worth_skipping(kept, kc)
                             };
                             // The bottom edge runs the narrowest kernel that covers its rows.
-                            match (rows.div_ceil(LANES), skip) {
-                                (1, false) => tile::<1>(kc, a_panel, a_step, b_panel, NR, &out),
-                                (2, false) if MV > 2 => tile::<2>(kc, a_panel, a_step, b_panel, NR, &out),
-                                (3, false) if MV > 3 => tile::<3>(kc, a_panel, a_step, b_panel, NR, &out),
-                                (_, false) => tile::<MV>(kc, a_panel, a_step, b_panel, NR, &out),
-                                (1, true) => tile_steps::<1>(steps, a_panel, a_step, b_panel, NR, &out),
-                                (2, true) if MV > 2 => {
-                                    tile_steps::<2>(steps, a_panel, a_step, b_panel, NR, &out)
-                                }
-                                (3, true) if MV > 3 => {
-                                    tile_steps::<3>(steps, a_panel, a_step, b_panel, NR, &out)
-                                }
-                                (_, true) => tile_steps::<MV>(steps, a_panel, a_step, b_panel, NR, &out),
+                            let steps = if skip { Some(&*steps) } else { None };
+                            match rows.div_ceil(LANES) {
+                                1 => tile::<1>(kc, steps, a_panel, a_step, b_panel, NR, &out),
+                                2 if MV > 2 => tile::<2>(kc, steps, a_panel, a_step, b_panel, NR, &out),
+                                3 if MV > 3 => tile::<3>(kc, steps, a_panel, a_step, b_panel, NR, &out),
+                                _ => tile::<MV>(kc, steps, a_panel, a_step, b_panel, NR, &out),
                             }
                         }
                     }

@@ -102,53 +102,23 @@ pub struct TileOut {
 /// `b + p·b_step + j`. The sum over `k` runs in order `0, 1, …, kc − 1` for every
 /// element, whatever the tile's position.
 ///
-/// # Safety
-/// `1 ≤ M ≤ MV`; `a + p·a_step + i` must be readable for `p < kc`, `i < M·LANES`, and `b + p·b_step + j`
-/// for `p < kc`, `j < NR`; `out` must describe a tile whose `rows × cols` elements
-/// (and the same elements of the mask and biases, when given) are valid, and C must not
-/// be accessed by anyone else meanwhile.
-#[inline(never)]
-pub unsafe fn tile<const M: usize>(
-    kc: usize,
-    a: *const f32,
-    a_step: usize,
-    b: *const f32,
-    b_step: usize,
-    out: &TileOut,
-) {
-    debug_assert!((1..=MV).contains(&M) && out.rows <= M * LANES);
-    prefetch_tile::<M>(out);
-    let mut acc = [[V::ZERO; M]; NR];
-    // Four steps per trip: fewer loop branches and address updates among the FMAs.
-    let mut p = 0;
-    while p + 4 <= kc {
-        for q in 0..4 {
-            // SAFETY: p + q < kc: inside the micro-panels the caller vouched for.
-            unsafe { step(&mut acc, a.add((p + q) * a_step), b.add((p + q) * b_step)) };
-        }
-        p += 4;
-    }
-    while p < kc {
-        // SAFETY: p < kc, as above.
-        unsafe { step(&mut acc, a.add(p * a_step), b.add(p * b_step)) };
-        p += 1;
-    }
-    // SAFETY: the caller's contract on `out`.
-    unsafe { write_tile(&acc, out) };
-}
-
-/// [`tile`] over only the steps of `k` whose bit is set in `steps` (bit `p % 64` of
-/// word `p / 64` for step `p`), in increasing order. A step left out must be one where
-/// every value of the A or of the B micro-panel is zero (see `zero_steps`): its
-/// products are ±0, which leave an accumulator that starts at +0 unchanged, so the tile
-/// is bit-identical to [`tile`]'s (as long as the operands are finite).
+/// With `steps`, only the steps whose bit is set run (bit `p % 64` of word `p / 64` for
+/// step `p`), in increasing order. A step left out must be one where every value of the
+/// A or of the B micro-panel is zero (see `zero_steps`): its products are ±0, which
+/// leave an accumulator that starts at +0 unchanged, so the tile is bit-identical to the
+/// full loop's (as long as the operands are finite).
 ///
 /// # Safety
-/// As [`tile`], with `kc = 64 · steps.len()` for the readable range, and no bit set
-/// for a step `p ≥ kc` of the micro-panels.
+/// `1 ≤ M ≤ MV`; `a + p·a_step + i` must be readable for `p < kc`, `i < M·LANES`, and `b + p·b_step + j`
+/// for `p < kc`, `j < NR`; no bit of `steps` may be set for a step `p ≥ kc`; `out` must
+/// describe a tile whose `rows × cols` elements (and the same elements of the mask,
+/// biases and D, when given) are valid, and C and D must not be accessed by anyone else
+/// meanwhile.
 #[inline(never)]
-pub unsafe fn tile_steps<const M: usize>(
-    steps: &[u64],
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn tile<const M: usize>(
+    kc: usize,
+    steps: Option<&[u64]>,
     a: *const f32,
     a_step: usize,
     b: *const f32,
@@ -158,13 +128,30 @@ pub unsafe fn tile_steps<const M: usize>(
     debug_assert!((1..=MV).contains(&M) && out.rows <= M * LANES);
     prefetch_tile::<M>(out);
     let mut acc = [[V::ZERO; M]; NR];
-    for (w, &word) in steps.iter().enumerate() {
-        let mut bits = word;
-        while bits != 0 {
-            let p = w * 64 + bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            // SAFETY: bit p is set, so p < kc: inside the micro-panels the caller vouched for.
+    if let Some(steps) = steps {
+        for (w, &word) in steps.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let p = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                // SAFETY: bit p is set, so p < kc: inside the micro-panels the caller vouched for.
+                unsafe { step(&mut acc, a.add(p * a_step), b.add(p * b_step)) };
+            }
+        }
+    } else {
+        // Four steps per trip: fewer loop branches and address updates among the FMAs.
+        let mut p = 0;
+        while p + 4 <= kc {
+            for q in 0..4 {
+                // SAFETY: p + q < kc: inside the micro-panels the caller vouched for.
+                unsafe { step(&mut acc, a.add((p + q) * a_step), b.add((p + q) * b_step)) };
+            }
+            p += 4;
+        }
+        while p < kc {
+            // SAFETY: p < kc, as above.
             unsafe { step(&mut acc, a.add(p * a_step), b.add(p * b_step)) };
+            p += 1;
         }
     }
     // SAFETY: the caller's contract on `out`.

@@ -3,7 +3,7 @@
 //!
 //! A step where the whole A micro-panel (or the whole B micro-panel) is zero adds only
 //! ±0 products to the tile, so the microkernel may leave it out
-//! ([`super::microkernel::tile_steps`]) and produce the same bits. This pays on data
+//! ([`super::microkernel::tile`] with its `steps`) and produce the same bits. This pays on data
 //! that is mostly zeros in blocks: MNIST images are 81% zero pixels, and a pixel is zero
 //! in all 8 images of a B micro-panel for 53% of the pixels, so the first layer of an
 //! MLP does half of its forward multiply-adds for nothing (and skips ~30% of its
@@ -43,7 +43,7 @@ pub unsafe fn scan<const W: usize>(panel: *const f32, kc: usize, mask: &mut [u64
 }
 
 /// Whether a tile whose combined mask keeps `kept` of `kc` steps should run
-/// [`super::microkernel::tile_steps`] rather than the plain kernel: the step-by-bit loop
+/// [`super::microkernel::tile`] with a step mask rather than its full loop: the step-by-bit loop
 /// costs a little more per step than the unrolled one, so it must skip enough to pay.
 pub fn worth_skipping(kept: usize, kc: usize) -> bool {
     kept + kc / 16 < kc
