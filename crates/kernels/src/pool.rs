@@ -70,6 +70,16 @@ pub fn max_pool_2x2(
     Ok(())
 }
 
+/// One row of windows of [`max_pool_2x2`] from its two input rows: `out[x]` and
+/// `arg[x]` for `x < out.len()` from `r0[..2·out.len()]` and `r1[..2·out.len()]`, the
+/// positions being `base + 2x + {0, 1, w, w + 1}`. The convolution's pooled epilogue
+/// runs it on rows still in registers' spill buffer, so that its outputs are those of
+/// the separate pass bit for bit.
+#[inline(always)]
+pub(crate) fn pool_window_row(out: &mut [f32], arg: &mut [u32], r0: &[f32], r1: &[f32], base: u32, w: u32) {
+    simd::pool_row(out, arg, r0, r1, base, w);
+}
+
 /// The adjoint of [`max_pool_2x2`]: `dinput[p, argmax[p, y, x]] = dout[p, y, x]` and 0
 /// everywhere else (windows do not overlap, so nothing is summed). With `gate`, a
 /// window passes its value only where `gate[p, y, x] > 0` (a ReLU below the pooling:

@@ -2,7 +2,10 @@
 //! (lowered, direct, auto) forward and backward, on awkward geometries; 1 vs 2 threads
 //! bit-identical; bad input rejected with typed errors.
 
-use kernels::conv::{ConvPath, col2im, conv2d_backward_with, conv2d_forward_with, im2col};
+use kernels::conv::{
+    ConvPath, col2im, conv2d_backward_with, conv2d_forward, conv2d_forward_pooled, conv2d_forward_with,
+    im2col,
+};
 use kernels::reference::{conv2d_backward_naive, conv2d_naive};
 use kernels::{ConvGeometry, KernelError, Parallelism};
 use rand::{Rng, SeedableRng};
@@ -226,6 +229,62 @@ fn one_and_two_threads_are_bit_identical() {
             }
         }
     }
+}
+
+/// The pooled forward is the forward then the 2 × 2 pooling, bit for bit (values and
+/// argmax), with and without bias, ReLU and argmax, at 1 and 2 threads: on every shape
+/// whose output holds a window, and on odd and even output sizes around the vector
+/// width. Inputs and weights are small integers, so that window maxima tie often
+/// (the first maximum must win) and ReLU zeros abound.
+#[test]
+fn pooled_forward_is_forward_then_pooling_bit_for_bit() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let extra = [
+        ConvGeometry { batch: 3, in_c: 2, in_h: 9, in_w: 15, out_c: 9, kh: 3, kw: 3, stride: 1, pad: 1 },
+        ConvGeometry { batch: 2, in_c: 1, in_h: 20, in_w: 36, out_c: 3, kh: 3, kw: 3, stride: 1, pad: 1 },
+        ConvGeometry { batch: 2, in_c: 3, in_h: 11, in_w: 19, out_c: 7, kh: 3, kw: 3, stride: 1, pad: 0 },
+        ConvGeometry { batch: 4, in_c: 2, in_h: 12, in_w: 12, out_c: 2, kh: 3, kw: 3, stride: 1, pad: 1 },
+    ];
+    let mut checked = 0;
+    for g in geometries().chain(extra) {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        if oh < 2 || ow < 2 {
+            continue;
+        }
+        let ints = |rng: &mut ChaCha8Rng, len: usize| -> Vec<f32> {
+            (0..len).map(|_| rng.random_range(-3i32..=3) as f32).collect()
+        };
+        let input = ints(&mut rng, g.input_len());
+        let weight = ints(&mut rng, g.weight_len());
+        let bias = ints(&mut rng, g.out_c);
+        let pooled_len = g.batch * g.out_c * (oh / 2) * (ow / 2);
+        for (with_bias, relu) in [(true, true), (false, false), (true, false)] {
+            let bias = with_bias.then_some(&bias[..]);
+            let mut full = vec![0.0; g.output_len()];
+            conv2d_forward(&g, &input, &weight, bias, relu, &mut full, Parallelism::None).unwrap();
+            let (mut want, mut want_arg) = (vec![0.0; pooled_len], vec![0u32; pooled_len]);
+            kernels::pool::max_pool_2x2(&full, (oh, ow), &mut want, &mut want_arg).unwrap();
+            let want = want.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for par in [Parallelism::None, Parallelism::Threads] {
+                let run = || {
+                    let (mut got, mut arg) = (vec![f32::NAN; pooled_len], vec![u32::MAX; pooled_len]);
+                    conv2d_forward_pooled(&g, &input, &weight, bias, relu, &mut got, Some(&mut arg), par)
+                        .unwrap();
+                    let mut no_arg = vec![f32::NAN; pooled_len];
+                    conv2d_forward_pooled(&g, &input, &weight, bias, relu, &mut no_arg, None, par).unwrap();
+                    (got, arg, no_arg)
+                };
+                let (got, arg, no_arg) = pool.install(run);
+                let what = format!("{g:?} bias {with_bias} relu {relu} {par:?}");
+                assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want, "values, {what}");
+                assert_eq!(arg, want_arg, "argmax, {what}");
+                assert_eq!(no_arg.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want, "no argmax, {what}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} geometries had a window");
 }
 
 #[test]

@@ -16,6 +16,23 @@ use crate::layers::{Conv2d, Layer, Linear, MaxPool2d, conv2d, flatten, linear, m
 use crate::loss::softmax_cross_entropy;
 use crate::spec::{LayerSpec, parse_spec_with_input, spec_string};
 
+/// The layers that run in the epilogue of a Linear's or Conv2d's kernel
+/// ([`Model::fusion`]).
+#[derive(Debug, Clone, Copy)]
+struct Fusion {
+    /// The ReLU after the layer.
+    relu: bool,
+    /// The 2 × 2 MaxPool2d after a Conv2d (after its ReLU when `relu`).
+    pool: bool,
+}
+
+impl Fusion {
+    /// The index of the last layer that layer `i`'s kernel runs.
+    fn last(self, i: usize) -> usize {
+        i + usize::from(self.relu) + usize::from(self.pool)
+    }
+}
+
 /// The inspector of [`Model::forward_inspect`]: `f(layer_index, output, [C, H, W])`,
 /// `output` being `B × C × H × W`.
 pub type OutputFn<'a> = dyn FnMut(usize, &[f32], [usize; 3]) + 'a;
@@ -397,36 +414,65 @@ impl Model {
                 i += 1;
                 continue;
             }
-            // Only a Linear or Conv2d applies a ReLU after it in its GEMM's epilogue.
-            let relu_next = fuse
-                && matches!(self.layers[i], Layer::Linear(_) | Layer::Conv2d(_))
-                && matches!(self.layers.get(i + 1), Some(Layer::Relu));
-            let in_shape = if i == 0 { self.input } else { self.shapes[i - 1] };
-            let kerr = |source| NetError::Kernel { layer: i, source };
-            // Layer i writes into buffer `target` (i, or the fused ReLU's i + 1) and reads
-            // the buffer `src` below it; `src < i ≤ target`, so one split separates them.
-            let target = if relu_next { i + 1 } else { i };
+            let fused = self.fusion(i, fuse);
+            // Layer i writes into buffer `target` (i, or the last layer fused into it) and
+            // reads the buffer `src` below it; `src < i ≤ target`, so one split separates them.
+            let target = fused.last(i);
             let src = self.input_slot(i, fuse);
             let (lo, hi) = ws.acts.split_at_mut(i);
             let inp: &[f32] = src.map_or(input, |j| &lo[j]);
-            let out = &mut hi[target - i];
-            match &self.layers[i] {
-                Layer::Linear(l) => linear::forward(out, inp, l, batch, relu_next).map_err(kerr)?,
-                Layer::Conv2d(c) => {
-                    conv2d::forward(out, inp, c, batch, (in_shape[1], in_shape[2]), relu_next)
-                        .map_err(kerr)?
-                }
-                Layer::Relu => relu::forward(out, inp),
-                Layer::MaxPool2d(p) => {
-                    maxpool2d::forward(out, &mut ws.argmax[i], inp, p.kernel, in_shape[1], in_shape[2])
-                        .map_err(kerr)?
-                }
-                Layer::Flatten => flatten::forward(out, inp),
-            }
+            self.forward_layer(i, &mut hi[target - i], inp, &mut ws.argmax[target], batch, fused)?;
             if let Some(f) = f.as_deref_mut() {
                 f(i, &ws.acts[i], self.shapes[i]);
             }
             i = target + 1;
+        }
+        Ok(())
+    }
+
+    /// Which layers after layer `i` its kernel runs in its epilogue (only with `fuse`):
+    /// a ReLU after a Linear or Conv2d, and a 2 × 2 MaxPool2d after a Conv2d (and its
+    /// ReLU). The fused layers' own buffers are left stale; the pooling's argmax goes
+    /// to the pooling layer's slot, where the backward pass reads it.
+    fn fusion(&self, i: usize, fuse: bool) -> Fusion {
+        let relu = fuse
+            && matches!(self.layers[i], Layer::Linear(_) | Layer::Conv2d(_))
+            && matches!(self.layers.get(i + 1), Some(Layer::Relu));
+        let after = i + 1 + usize::from(relu);
+        let s = self.shapes[i];
+        let pool = fuse
+            && matches!(self.layers[i], Layer::Conv2d(_))
+            && matches!(self.layers.get(after), Some(Layer::MaxPool2d(MaxPool2d { kernel: 2 })))
+            && s[1] >= 2
+            && s[2] >= 2;
+        Fusion { relu, pool }
+    }
+
+    /// Layer `i` alone over `batch` images, with the layers `fused` into it: `inp` its
+    /// input, `out` the output of the last of them, `argmax` a pooling's window indices.
+    fn forward_layer(
+        &self,
+        i: usize,
+        out: &mut [f32],
+        inp: &[f32],
+        argmax: &mut [u32],
+        batch: usize,
+        fused: Fusion,
+    ) -> Result<(), NetError> {
+        let in_shape = if i == 0 { self.input } else { self.shapes[i - 1] };
+        let kerr = |source| NetError::Kernel { layer: i, source };
+        let hw = (in_shape[1], in_shape[2]);
+        match &self.layers[i] {
+            Layer::Linear(l) => linear::forward(out, inp, l, batch, fused.relu).map_err(kerr)?,
+            Layer::Conv2d(c) if fused.pool => {
+                conv2d::forward_pooled(out, argmax, inp, c, batch, hw, fused.relu).map_err(kerr)?
+            }
+            Layer::Conv2d(c) => conv2d::forward(out, inp, c, batch, hw, fused.relu).map_err(kerr)?,
+            Layer::Relu => relu::forward(out, inp),
+            Layer::MaxPool2d(p) => {
+                maxpool2d::forward(out, argmax, inp, p.kernel, hw.0, hw.1).map_err(kerr)?
+            }
+            Layer::Flatten => flatten::forward(out, inp),
         }
         Ok(())
     }
@@ -725,14 +771,43 @@ mod tests {
         assert!(matches!(m.forward(&input[1..], batch, &mut ws), Err(NetError::BadInput { .. })));
     }
 
-    /// The fused passes (ReLU in the GEMM epilogue, ReLU backward folded into the layer
-    /// above, Flatten aliased to its input) give the same bits as the unfused ones, for
-    /// ReLU after and before pooling, Flatten first, in the middle and last.
+    /// Convolutions fused with their ReLU and 2 × 2 pooling, one without ReLU, an odd
+    /// convolution output (the pooling drops a row and a column), and a 3 × 3 pooling
+    /// that stays a layer of its own: the fused forward gives the unfused logits bit for
+    /// bit, at 1 and 2 threads.
+    #[test]
+    fn fused_forward_equals_layer_by_layer_bit_for_bit() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for (spec, input, batch) in [
+            ("lenet5", [1, 28, 28], 9),
+            ("conv5k3,pool2,conv4k2p1,relu,pool3,flatten,fc7,relu,fc10", [2, 15, 15], 6),
+            ("conv3k3p1,relu,pool2,conv6k3,relu,pool2,flatten,fc10", [1, 17, 17], 5),
+        ] {
+            let m = Model::from_spec(spec, input, 10, Init::PyTorchDefault, 3).unwrap();
+            let image = input.iter().product::<usize>();
+            let x: Vec<f32> = (0..batch * image).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+            let mut last = Vec::new();
+            m.forward_inspect(&x, batch, &mut Workspace::default(), &mut |_, out, _| last = out.to_vec())
+                .unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let one = m.forward(&x, batch, &mut Workspace::default()).unwrap().to_vec();
+            let two = pool.install(|| m.forward(&x, batch, &mut Workspace::default()).unwrap().to_vec());
+            assert_eq!(bits(&one), bits(&last), "{spec}: fused against unfused");
+            assert_eq!(bits(&two), bits(&last), "{spec}: 2 threads against unfused");
+        }
+    }
+
+    /// The fused passes (ReLU in the GEMM epilogue, a 2 × 2 pooling in a convolution's,
+    /// ReLU backward folded into the layer above, Flatten aliased to its input) give the
+    /// same bits as the unfused ones, for ReLU after and before pooling, an odd
+    /// convolution output under a pooling, Flatten first, in the middle and last.
     #[test]
     fn fused_gradients_equal_unfused_gradients() {
         for (spec, input, classes) in [
             ("conv6k3p1,pool2,relu,conv4k3s1p1,relu,flatten,fc4", [2, 10, 10], 4),
             ("conv4k3,relu,pool2,flatten,fc7,relu,fc3", [1, 10, 10], 3),
+            ("conv4k2,relu,pool2,flatten,fc3", [1, 8, 8], 3),
+            ("conv3k3p1,relu,pool2,conv4k3,relu,pool2,flatten,fc3", [1, 12, 12], 3),
             ("flatten,fc9,relu,fc6,relu,fc3", [3, 4, 4], 3),
             ("conv5k3,relu,flatten,relu,fc4", [1, 6, 6], 4),
             ("conv3k4,relu,flatten", [1, 4, 4], 3),

@@ -26,6 +26,7 @@
 use super::lowered::{Partial, bias_partial};
 use super::{ConvGeometry, copy_short, sum_in_order};
 use crate::gemm::Parallelism;
+use crate::pool::pool_window_row;
 use crate::team;
 
 #[cfg(target_feature = "avx512f")]
@@ -180,7 +181,38 @@ pub(super) fn forward(
 ) {
     let Some(plan) = Plan::from_geometry(g) else { return };
     let wt = transpose_weights(weight, g.out_c, g.col_rows());
+    run_forward(&plan, input, &wt, bias, relu, Output::Full(output), parallelism);
+}
+
+/// [`forward`] followed by a 2 × 2 max pooling, done in the tile's epilogue on rows
+/// still in registers: `pooled` is `N × O × ⌊OH/2⌋ × ⌊OW/2⌋`, `argmax` (when given) the
+/// same shape, both overwritten; the convolution's own output is never written. For
+/// a geometry accepted by [`supports_forward`] with a non-empty image and `OH, OW ≥ 2`;
+/// lengths have been checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_pooled(
+    g: &ConvGeometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    pooled: &mut [f32],
+    argmax: Option<&mut [u32]>,
+    parallelism: Parallelism,
+) {
+    let Some(plan) = Plan::from_geometry(g) else { return };
+    let wt = transpose_weights(weight, g.out_c, g.col_rows());
+    let output = Output::Pooled { pooled, argmax: argmax.unwrap_or_default() };
     run_forward(&plan, input, &wt, bias, relu, output, parallelism);
+}
+
+/// Where the forward kernel writes: the whole output, or only its 2 × 2 max pooling
+/// (with the window positions of the maxima unless `argmax` is empty).
+enum Output<'a> {
+    /// `N × O × OH × OW`.
+    Full(&'a mut [f32]),
+    /// `N × O × ⌊OH/2⌋ × ⌊OW/2⌋` each, `argmax` possibly empty.
+    Pooled { pooled: &'a mut [f32], argmax: &'a mut [u32] },
 }
 
 /// `O × K` → `K × O`, so the `OB` weights of one tap are adjacent.
@@ -195,19 +227,25 @@ fn transpose_weights(weight: &[f32], o: usize, k: usize) -> Vec<f32> {
 }
 
 /// The forward kernel over every image of `input` (`N × C × H × W` for `plan`), one
-/// image per task; `wt` is `K × O`; `output` is `N × O × OH × OW`, overwritten.
+/// image per task; `wt` is `K × O`; `output` overwritten. A pooled output needs
+/// `C ≥ 1` and `OH, OW ≥ 2`.
 fn run_forward(
     plan: &Plan,
     input: &[f32],
     wt: &[f32],
     bias: Option<&[f32]>,
     relu: bool,
-    output: &mut [f32],
+    output: Output<'_>,
     parallelism: Parallelism,
 ) {
     let in_img = plan.c * plan.h * plan.w;
-    let out_img = plan.o * plan.oh * plan.ow;
+    let (output, argmax, pooled) = match output {
+        Output::Full(out) => (out, <&mut [u32]>::default(), false),
+        Output::Pooled { pooled, argmax } => (pooled, argmax, true),
+    };
+    let out_img = if pooled { plan.o * (plan.oh / 2) * (plan.ow / 2) } else { plan.o * plan.oh * plan.ow };
     if in_img == 0 || out_img == 0 {
+        assert!(!pooled, "a pooled output needs a non-empty image");
         output.fill(0.0);
         if let Some(b) = bias {
             // No taps: the output is the bias (then ReLU).
@@ -220,39 +258,40 @@ fn run_forward(
         return;
     }
     let taps = plan.taps();
-    let image = |padded: &mut Vec<f32>, (img, out): (&[f32], &mut [f32])| {
+    let image = |padded: &mut Vec<f32>, ((img, out), arg): ((&[f32], &mut [f32]), &mut [u32])| {
         plan.pad_into(img, padded);
-        forward_image(plan, padded, wt, &taps, bias, relu, out);
+        let args = FwdArgs { plan, padded, wt, taps: &taps, bias, relu, pooled, o0: 0 };
+        forward_image(args, out, arg);
     };
     let new_padded = || vec![0.0f32; plan.padded_len()];
+    let images = input.chunks_exact(in_img).zip(output.chunks_exact_mut(out_img));
+    // Per image its part of `argmax`, or nothing.
+    let args: Vec<&mut [u32]> = if argmax.is_empty() {
+        (0..input.len() / in_img).map(|_| <&mut [u32]>::default()).collect()
+    } else {
+        argmax.chunks_exact_mut(out_img).collect()
+    };
     if parallelism == Parallelism::Threads && input.len() > in_img {
         // One zero-bordered buffer per thread: every image overwrites its interior.
-        let images = input.chunks_exact(in_img).zip(output.chunks_exact_mut(out_img)).collect();
-        team::map_init(images, new_padded, |padded, _, p| image(padded, p));
+        team::map_init(images.zip(args).collect(), new_padded, |padded, _, p| image(padded, p));
     } else {
         let mut padded = new_padded();
-        input.chunks_exact(in_img).zip(output.chunks_exact_mut(out_img)).for_each(|p| image(&mut padded, p));
+        images.zip(args).for_each(|p| image(&mut padded, p));
     }
 }
 
-/// All output channels of one padded image, in tiles of `OB` channels × `RY` rows.
-fn forward_image(
-    plan: &Plan,
-    padded: &[f32],
-    wt: &[f32],
-    taps: &[usize],
-    bias: Option<&[f32]>,
-    relu: bool,
-    out: &mut [f32],
-) {
+/// All output channels of one padded image (`args.o0` is ignored), in tiles of `OB`
+/// channels × `RY` rows; `out` (and `arg`) are the image's part of the output.
+fn forward_image(mut args: FwdArgs<'_>, out: &mut [f32], arg: &mut [u32]) {
+    let plan = args.plan;
     let ob_max = if plan.nv == 1 { tile::FWD_OB_ONE_VECTOR } else { tile::FWD_OB_TWO_VECTORS };
     let mut o0 = 0;
     while o0 < plan.o {
         let ob = ob_max.min(plan.o - o0);
-        let args = FwdArgs { plan, padded, wt, taps, bias, relu, o0 };
+        args.o0 = o0;
         match plan.nv {
-            1 => fwd_rows::<1>(ob, &args, out),
-            _ => fwd_rows::<2>(ob, &args, out),
+            1 => fwd_rows::<1>(ob, &args, out, arg),
+            _ => fwd_rows::<2>(ob, &args, out, arg),
         }
         o0 += ob;
     }
@@ -261,30 +300,39 @@ fn forward_image(
 /// Every row of `OB` channels: in steps of `FWD_RY_FEW` rows when the tile is narrow
 /// (`OB·NV ≤ FWD_FEW_VECTORS`), then of `FWD_RY` rows, then one at a time. Each output
 /// sums its taps in the same order whatever the tile, so the bits do not change.
-fn fwd_rows<const NV: usize>(ob: usize, args: &FwdArgs<'_>, out: &mut [f32]) {
+/// Pooled, the rows run in pairs (both even tile heights) and an odd last row, which
+/// no window reads, not at all.
+fn fwd_rows<const NV: usize>(ob: usize, args: &FwdArgs<'_>, out: &mut [f32], arg: &mut [u32]) {
     let oh = args.plan.oh;
     let tall = if ob * NV <= tile::FWD_FEW_VECTORS { round_down(oh, tile::FWD_RY_FEW) } else { 0 };
-    fwd_dispatch_few::<NV, { tile::FWD_RY_FEW }>(ob, args, 0..tall, out);
+    if args.pooled {
+        fwd_dispatch_few::<NV, { tile::FWD_RY_FEW }, true>(ob, args, 0..tall, out, arg);
+        let paired = tall + round_down(oh - tall, 2);
+        fwd_dispatch::<NV, 2, true>(ob, args, tall..paired, out, arg);
+        return;
+    }
+    fwd_dispatch_few::<NV, { tile::FWD_RY_FEW }, false>(ob, args, 0..tall, out, arg);
     let paired = tall + round_down(oh - tall, tile::FWD_RY);
-    fwd_dispatch::<NV, { tile::FWD_RY }>(ob, args, tall..paired, out);
-    fwd_dispatch::<NV, 1>(ob, args, paired..oh, out);
+    fwd_dispatch::<NV, { tile::FWD_RY }, false>(ob, args, tall..paired, out, arg);
+    fwd_dispatch::<NV, 1, false>(ob, args, paired..oh, out, arg);
 }
 
 /// [`fwd_dispatch`] for the narrow tiles of [`fwd_rows`] (`OB ≤ FWD_FEW_VECTORS`).
-fn fwd_dispatch_few<const NV: usize, const RY: usize>(
+fn fwd_dispatch_few<const NV: usize, const RY: usize, const POOL: bool>(
     ob: usize,
     a: &FwdArgs<'_>,
     rows: std::ops::Range<usize>,
     out: &mut [f32],
+    arg: &mut [u32],
 ) {
     if rows.is_empty() {
         return;
     }
     match ob {
-        1 => fwd_tile::<1, NV, RY>(a, rows, out),
-        2 => fwd_tile::<2, NV, RY>(a, rows, out),
-        3 => fwd_tile::<3, NV, RY>(a, rows, out),
-        _ => fwd_tile::<4, NV, RY>(a, rows, out),
+        1 => fwd_tile::<1, NV, RY, POOL>(a, rows, out, arg),
+        2 => fwd_tile::<2, NV, RY, POOL>(a, rows, out, arg),
+        3 => fwd_tile::<3, NV, RY, POOL>(a, rows, out, arg),
+        _ => fwd_tile::<4, NV, RY, POOL>(a, rows, out, arg),
     }
 }
 
@@ -302,27 +350,30 @@ struct FwdArgs<'a> {
     taps: &'a [usize],
     bias: Option<&'a [f32]>,
     relu: bool,
+    /// Whether the output is the 2 × 2 max pooling of the convolution's ([`Output`]).
+    pooled: bool,
     o0: usize,
 }
 
-fn fwd_dispatch<const NV: usize, const RY: usize>(
+fn fwd_dispatch<const NV: usize, const RY: usize, const POOL: bool>(
     ob: usize,
     a: &FwdArgs<'_>,
     rows: std::ops::Range<usize>,
     out: &mut [f32],
+    arg: &mut [u32],
 ) {
     if rows.is_empty() {
         return;
     }
     match ob {
-        1 => fwd_tile::<1, NV, RY>(a, rows, out),
-        2 => fwd_tile::<2, NV, RY>(a, rows, out),
-        3 => fwd_tile::<3, NV, RY>(a, rows, out),
-        4 => fwd_tile::<4, NV, RY>(a, rows, out),
-        5 => fwd_tile::<5, NV, RY>(a, rows, out),
-        6 => fwd_tile::<6, NV, RY>(a, rows, out),
-        7 => fwd_tile::<7, NV, RY>(a, rows, out),
-        _ => fwd_tile::<8, NV, RY>(a, rows, out),
+        1 => fwd_tile::<1, NV, RY, POOL>(a, rows, out, arg),
+        2 => fwd_tile::<2, NV, RY, POOL>(a, rows, out, arg),
+        3 => fwd_tile::<3, NV, RY, POOL>(a, rows, out, arg),
+        4 => fwd_tile::<4, NV, RY, POOL>(a, rows, out, arg),
+        5 => fwd_tile::<5, NV, RY, POOL>(a, rows, out, arg),
+        6 => fwd_tile::<6, NV, RY, POOL>(a, rows, out, arg),
+        7 => fwd_tile::<7, NV, RY, POOL>(a, rows, out, arg),
+        _ => fwd_tile::<8, NV, RY, POOL>(a, rows, out, arg),
     }
 }
 
@@ -377,17 +428,31 @@ fn store_lanes(dst: &mut [f32], v: V) {
 
 /// Output channels `o0 .. o0 + OB` of rows `rows` (a multiple of `RY` of them) of one
 /// image, tile by tile of `RY` rows × `NV·L` outputs: each broadcast weight feeds
-/// `RY·NV` FMAs.
+/// `RY·NV` FMAs. Pooled (`RY` even, `rows` starting at an even row), each pair of
+/// rows is reduced to its row of 2 × 2 windows before it leaves the tile.
 #[inline(always)]
-fn fwd_tile<const OB: usize, const NV: usize, const RY: usize>(
+fn fwd_tile<const OB: usize, const NV: usize, const RY: usize, const POOL: bool>(
     a: &FwdArgs<'_>,
     rows: std::ops::Range<usize>,
     out: &mut [f32],
+    arg: &mut [u32],
 ) {
     let p = a.plan;
     let o_total = p.o;
+    let (ph, pw) = (p.oh / 2, p.ow / 2);
     assert!(a.o0 + OB <= o_total && a.wt.len() == a.taps.len() * o_total);
-    assert!(a.padded.len() >= p.padded_len() && out.len() == o_total * p.oh * p.ow);
+    if POOL {
+        assert!(
+            a.pooled
+                && RY.is_multiple_of(2)
+                && rows.start.is_multiple_of(2)
+                && out.len() == o_total * ph * pw
+        );
+        assert!(arg.is_empty() || arg.len() == out.len());
+    } else {
+        assert!(out.len() == o_total * p.oh * p.ow);
+    }
+    assert!(a.padded.len() >= p.padded_len());
     assert!(rows.end <= p.oh && rows.len().is_multiple_of(RY));
     // Every tap offset plus the largest tile origin plus NV·L lanes stays inside the
     // padded image: the last tap is at `(C−1)·HP·WP + (KH−1)·WP + KW−1`, the last tile
@@ -420,6 +485,10 @@ fn fwd_tile<const OB: usize, const NV: usize, const RY: usize>(
                 }
             }
             let x0 = tx * NV * L;
+            if POOL {
+                pool_epilogue::<OB, NV, RY>(a, &acc, (y0, x0), out, arg);
+                continue;
+            }
             for (o, acc_o) in acc.iter().enumerate() {
                 let oc = a.o0 + o;
                 let b = V::splat(a.bias.map_or(0.0, |b| b[oc]));
@@ -438,6 +507,50 @@ fn fwd_tile<const OB: usize, const NV: usize, const RY: usize>(
                     }
                 }
             }
+        }
+    }
+}
+
+/// The pooled write-out of one forward tile (rows `y0 .. y0 + RY`, columns
+/// `x0 .. x0 + NV·L`, `y0` even): bias and ReLU as in the full write-out, then each pair
+/// of rows goes through a spill buffer to [`pool_window_row`], the separate pooling's
+/// own row kernel, so the values and argmax positions are the same bits.
+#[inline(always)]
+fn pool_epilogue<const OB: usize, const NV: usize, const RY: usize>(
+    a: &FwdArgs<'_>,
+    acc: &[[[V; NV]; RY]; OB],
+    (y0, x0): (usize, usize),
+    out: &mut [f32],
+    arg: &mut [u32],
+) {
+    let p = a.plan;
+    let (ph, pw) = (p.oh / 2, p.ow / 2);
+    // Windows whose columns lie in this tile (`NV·L` is even, so none straddles two).
+    let windows = pw.saturating_sub(x0 / 2).min(NV * L / 2);
+    if windows == 0 {
+        return;
+    }
+    let mut scratch = [0u32; L];
+    for (o, acc_o) in acc.iter().enumerate() {
+        let oc = a.o0 + o;
+        let b = V::splat(a.bias.map_or(0.0, |b| b[oc]));
+        for r in (0..RY).step_by(2) {
+            let y = y0 + r;
+            let mut spill = [[0.0f32; 2 * L]; 2];
+            for (rows, acc_or) in spill.iter_mut().zip(&acc_o[r..r + 2]) {
+                for (dst, acc_ov) in rows.chunks_exact_mut(L).zip(acc_or) {
+                    let mut res = *acc_ov + b;
+                    if a.relu {
+                        res = res.max(V::ZERO);
+                    }
+                    dst.copy_from_slice(&res.to_array());
+                }
+            }
+            let at = (oc * ph + y / 2) * pw + x0 / 2;
+            let arg_row = if arg.is_empty() { &mut scratch[..windows] } else { &mut arg[at..at + windows] };
+            let base = (y * p.ow + x0) as u32;
+            let (top, bottom) = (&spill[0][..2 * windows], &spill[1][..2 * windows]);
+            pool_window_row(&mut out[at..at + windows], arg_row, top, bottom, base, p.ow as u32);
         }
     }
 }
@@ -539,7 +652,7 @@ fn input_gradient(
             }
         }
     }
-    run_forward(&tplan, grad_output, &wt, None, false, grad_input, parallelism);
+    run_forward(&tplan, grad_output, &wt, None, false, Output::Full(grad_input), parallelism);
 }
 
 /// Padded copies of one run's inputs (`B × C × HP × WP`) and output gradients

@@ -259,6 +259,62 @@ pub fn conv2d_forward(
     conv2d_forward_with(ConvPath::Auto, g, input, weight, bias, relu, output, parallelism)
 }
 
+/// [`conv2d_forward`] followed by [`crate::pool::max_pool_2x2`], in one pass where the
+/// direct path runs: each tile of the convolution is pooled while it is still in
+/// registers, so its `N × O × OH × OW` output is never written (for LeNet-5's first
+/// layer over a batch of 1000 images, 19 MB of writes and as many reads saved).
+/// Equal bit for bit to the two calls.
+///
+/// `pooled`: `N × O × ⌊OH/2⌋ × ⌊OW/2⌋`, overwritten; `argmax`, when given, the same
+/// shape, overwritten with each window's position in its `OH × OW` plane as
+/// [`crate::pool::max_pool_2x2`] gives it (training needs it, inference does not).
+///
+/// # Errors
+/// As [`conv2d_forward`], and [`KernelError::BadGeometry`] when `OH` or `OW` is below 2.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_pooled(
+    g: &ConvGeometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    pooled: &mut [f32],
+    argmax: Option<&mut [u32]>,
+    parallelism: Parallelism,
+) -> Result<(), KernelError> {
+    g.validate()?;
+    let (oh, ow) = (g.out_h(), g.out_w());
+    if oh < 2 || ow < 2 {
+        return Err(KernelError::BadGeometry(format!("a 2 × 2 window does not fit a {oh} × {ow} output")));
+    }
+    check_len("input", input.len(), g.input_len())?;
+    check_len("weight", weight.len(), g.weight_len())?;
+    let pooled_len = g.batch * g.out_c * (oh / 2) * (ow / 2);
+    check_len("pooled", pooled.len(), pooled_len)?;
+    if let Some(a) = &argmax {
+        check_len("argmax", a.len(), pooled_len)?;
+    }
+    if let Some(b) = bias {
+        check_len("bias", b.len(), g.out_c)?;
+    }
+    if ConvPath::for_forward(g) == ConvPath::Direct && g.in_c > 0 && g.out_c > 0 {
+        direct::forward_pooled(g, input, weight, bias, relu, pooled, argmax, parallelism);
+        return Ok(());
+    }
+    // Elsewhere the two passes, with the pooling's own buffers.
+    let mut full = vec![0.0f32; g.output_len()];
+    conv2d_forward(g, input, weight, bias, relu, &mut full, parallelism)?;
+    let mut scratch = Vec::new();
+    let argmax = match argmax {
+        Some(a) => a,
+        None => {
+            scratch.resize(pooled_len, 0);
+            &mut scratch[..]
+        }
+    };
+    crate::pool::max_pool_2x2(&full, (oh, ow), pooled, argmax)
+}
+
 /// [`conv2d_forward`] on a chosen [`ConvPath`] (benchmarks and tests use it to exercise
 /// each path on its own).
 ///

@@ -85,6 +85,31 @@ pub(crate) fn forward(
     kernels::conv::conv2d_forward(&g, inp, &layer.weight, Some(&layer.bias), relu, out, Parallelism::Threads)
 }
 
+/// [`forward`] then `nn.MaxPool2d(2)`, in one kernel pass that never writes the
+/// convolution's output: `pooled` and `argmax` are `B × O × ⌊OH/2⌋ × ⌊OW/2⌋`, as the
+/// separate pooling layer leaves them (the same bits).
+pub(crate) fn forward_pooled(
+    pooled: &mut [f32],
+    argmax: &mut [u32],
+    inp: &[f32],
+    layer: &Conv2d,
+    batch: usize,
+    in_hw: (usize, usize),
+    relu: bool,
+) -> Result<(), KernelError> {
+    let g = layer.geometry(batch, in_hw.0, in_hw.1);
+    kernels::conv::conv2d_forward_pooled(
+        &g,
+        inp,
+        &layer.weight,
+        Some(&layer.bias),
+        relu,
+        pooled,
+        Some(argmax),
+        Parallelism::Threads,
+    )
+}
+
 /// Backward of out = conv(inp, weight) + bias, given dout (B × O × OH × OW):
 /// - dweight (O × C × K × K) = Σ_{b,y,x} dout[b, o, y, x] · inp[b, c, y·s + ky − p, x·s + kx − p]
 /// - dbias (O) = Σ_{b,y,x} dout[b, o, y, x]
