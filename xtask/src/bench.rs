@@ -60,7 +60,8 @@ pub struct ConvArgs {
     /// Time one-thread runs by the thread's CPU time instead of wall time.
     #[arg(long)]
     pub cpu_time: bool,
-    /// Only these cases (`conv1_fwd`, `conv1_bwd`, `conv2_fwd`, `conv2_bwd`); repeatable.
+    /// Only these cases (`conv1_fwd`, `conv1_fwd_pool`, `conv1_bwd`, `conv2_fwd`,
+    /// `conv2_fwd_pool`, `conv2_bwd`); repeatable.
     #[arg(long)]
     pub case: Vec<String>,
     /// Only these thread counts (default 1 and 2); repeatable.

@@ -9,6 +9,11 @@
 //! The peer is favoured: its forward output stays `O × N·OH·OW` (not scattered back to
 //! NCHW) and its `dY` is handed to it already in that layout.
 //!
+//! The `_pool` cases are the forward followed by a 2 × 2 max pooling with argmax, as
+//! LeNet-5 runs them: `auto` is `conv2d_forward_pooled` (pooled in the tile), `lowered`
+//! im2col + GEMM then the pooling pass; the flops counted are the convolution's, and
+//! the peer's column is its plain forward (it pools nothing).
+//!
 //! Usage: `cargo bench -p kernels --bench conv -- [--json] [--quick] [--cpu-time]
 //! [--case NAME]... [--threads N]... [--only auto|lowered|gemm]` (or `cargo xtask bench
 //! conv`). `--cpu-time` times one-thread runs by the thread's CPU time rather than wall
@@ -18,7 +23,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use kernels::conv::{ConvPath, col2im, conv2d_backward_with, conv2d_forward_with, im2col};
+use kernels::conv::{
+    ConvPath, col2im, conv2d_backward_with, conv2d_forward_pooled, conv2d_forward_with, im2col,
+};
 use kernels::{ConvGeometry, Parallelism};
 use timing::{fill, median, sample};
 
@@ -31,6 +38,9 @@ struct Case {
     backward: bool,
     /// Backward also computes the input gradient.
     grad_input: bool,
+    /// Forward followed by a 2 × 2 max pooling with its argmax (as LeNet-5 trains):
+    /// `auto` runs `conv2d_forward_pooled`, `lowered` the two passes.
+    pooled: bool,
 }
 
 const CONV1: ConvGeometry =
@@ -39,10 +49,12 @@ const CONV2: ConvGeometry =
     ConvGeometry { batch: 64, in_c: 6, in_h: 14, in_w: 14, out_c: 16, kh: 5, kw: 5, stride: 1, pad: 0 };
 
 const CASES: &[Case] = &[
-    Case { name: "conv1_fwd", g: CONV1, backward: false, grad_input: false },
-    Case { name: "conv1_bwd", g: CONV1, backward: true, grad_input: false },
-    Case { name: "conv2_fwd", g: CONV2, backward: false, grad_input: false },
-    Case { name: "conv2_bwd", g: CONV2, backward: true, grad_input: true },
+    Case { name: "conv1_fwd", g: CONV1, backward: false, grad_input: false, pooled: false },
+    Case { name: "conv1_fwd_pool", g: CONV1, backward: false, grad_input: false, pooled: true },
+    Case { name: "conv1_bwd", g: CONV1, backward: true, grad_input: false, pooled: false },
+    Case { name: "conv2_fwd", g: CONV2, backward: false, grad_input: false, pooled: false },
+    Case { name: "conv2_fwd_pool", g: CONV2, backward: false, grad_input: false, pooled: true },
+    Case { name: "conv2_bwd", g: CONV2, backward: true, grad_input: true, pooled: false },
 ];
 
 struct Options {
@@ -96,7 +108,7 @@ fn main() {
             "GFLOP/s, median; SIMD path {}; batch 64; peer = im2col + `gemm` 0.19",
             kernels::SimdPath::compiled().name()
         );
-        println!("{:<10} {:>3}  {:>8} {:>8} {:>8}", "case", "thr", "auto", "lowered", "gemm");
+        println!("{:<14} {:>3}  {:>8} {:>8} {:>8}", "case", "thr", "auto", "lowered", "gemm");
     }
     for &threads in &opts.threads {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
@@ -152,6 +164,27 @@ fn faer_gemm(
     }
 }
 
+/// ReLU(conv + bias) then 2 × 2 max pooling with argmax: fused (`ConvPath::Auto`, what
+/// `net` runs) or as two passes over the full output (`ConvPath::Lowered`).
+fn forward_pooled(
+    path: ConvPath,
+    g: &ConvGeometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    (pooled, argmax): (&mut [f32], &mut [u32]),
+    par: Parallelism,
+) {
+    if path == ConvPath::Auto {
+        conv2d_forward_pooled(g, input, weight, Some(bias), true, pooled, Some(argmax), par)
+            .expect("pooled forward");
+        return;
+    }
+    let mut full = vec![0.0f32; g.output_len()];
+    conv2d_forward_with(path, g, input, weight, Some(bias), true, &mut full, par).expect("conv forward");
+    kernels::pool::max_pool_2x2(&full, (g.out_h(), g.out_w()), pooled, argmax).expect("pooling");
+}
+
 fn bench_case(case: &Case, threads: usize, opts: &Options) {
     let g = &case.g;
     let (k, cols_n, o) = (g.col_rows(), g.col_cols(), g.out_c);
@@ -171,6 +204,8 @@ fn bench_case(case: &Case, threads: usize, opts: &Options) {
     let faer_par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
 
     let mut out = vec![0.0f32; g.output_len()];
+    let pooled_len = g.batch * o * (g.out_h() / 2) * (g.out_w() / 2);
+    let (mut pooled, mut argmax) = (vec![0.0f32; pooled_len], vec![0u32; pooled_len]);
     let mut gi = vec![0.0f32; g.input_len()];
     let mut gw = vec![0.0f32; g.weight_len()];
     let mut gb = vec![0.0f32; o];
@@ -189,6 +224,10 @@ fn bench_case(case: &Case, threads: usize, opts: &Options) {
                 conv2d_backward_with(path, g, &input, &weight, &grad_out, None, &mut gw, None, par)
                     .expect("conv backward");
                 gw
+            } else if case.pooled {
+                let (mut pooled, mut argmax) = (vec![0.0f32; pooled_len], vec![0u32; pooled_len]);
+                forward_pooled(path, g, &input, &weight, &bias, (&mut pooled, &mut argmax), par);
+                pooled
             } else {
                 let mut out = vec![0.0f32; g.output_len()];
                 conv2d_forward_with(path, g, &input, &weight, Some(&bias), true, &mut out, par)
@@ -226,11 +265,13 @@ fn bench_case(case: &Case, threads: usize, opts: &Options) {
             let gi_arg = case.grad_input.then_some(&mut gi[..]);
             conv2d_backward_with(path, g, &input, &weight, &grad_out, gi_arg, &mut gw, Some(&mut gb), par)
                 .expect("conv backward");
+        } else if case.pooled {
+            forward_pooled(path, g, &input, &weight, &bias, (&mut pooled, &mut argmax), par);
         } else {
             conv2d_forward_with(path, g, &input, &weight, Some(&bias), true, &mut out, par)
                 .expect("conv forward");
         }
-        black_box((&out, &gi, &gw));
+        black_box((&out, &pooled, &gi, &gw));
     };
 
     // CPU time of the calling thread measures a one-thread run only.
@@ -275,7 +316,7 @@ fn bench_case(case: &Case, threads: usize, opts: &Options) {
         );
     } else {
         println!(
-            "{:<10} {:>3}  {:>8.1} {:>8.1} {:>8.1}",
+            "{:<14} {:>3}  {:>8.1} {:>8.1} {:>8.1}",
             case.name, threads, gflops[0], gflops[1], gflops[2]
         );
     }

@@ -30,6 +30,9 @@ use crate::pool::pool_window_row;
 use crate::team;
 
 #[cfg(target_feature = "avx512f")]
+mod pooled_by_channel;
+
+#[cfg(target_feature = "avx512f")]
 type V = wide::f32x16;
 #[cfg(not(target_feature = "avx512f"))]
 type V = wide::f32x8;
@@ -260,6 +263,11 @@ fn run_forward(
     let taps = plan.taps();
     let image = |padded: &mut Vec<f32>, ((img, out), arg): ((&[f32], &mut [f32]), &mut [u32])| {
         plan.pad_into(img, padded);
+        #[cfg(target_feature = "avx512f")]
+        if pooled && pooled_by_channel::supports(plan) {
+            pooled_by_channel::image(plan, padded, wt, &taps, bias, relu, out, arg);
+            return;
+        }
         let args = FwdArgs { plan, padded, wt, taps: &taps, bias, relu, pooled, o0: 0 };
         forward_image(args, out, arg);
     };
