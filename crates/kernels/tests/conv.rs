@@ -287,6 +287,49 @@ fn pooled_forward_is_forward_then_pooling_bit_for_bit() {
     assert!(checked >= 20, "only {checked} geometries had a window");
 }
 
+/// The direct path's zero border is exactly zero padding: with padding, the forward
+/// equals, bit for bit, the forward of the same input zero-padded by hand (same taps in
+/// the same order). Large weights, so that a dropped or extra nonzero product would show
+/// (any later change that skips border taps must keep this).
+#[test]
+fn direct_forward_with_padding_is_the_forward_of_the_padded_input_bit_for_bit() {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let mut checked = 0;
+    for g in geometries().filter(|g| g.stride == 1 && g.pad > 0) {
+        let p = g.pad;
+        let bare = ConvGeometry { in_h: g.in_h + 2 * p, in_w: g.in_w + 2 * p, pad: 0, ..g };
+        let input = random(&mut rng, g.input_len());
+        let mut padded = vec![0.0f32; bare.input_len()];
+        for (plane, dst) in
+            input.chunks_exact(g.in_h * g.in_w).zip(padded.chunks_exact_mut(bare.in_h * bare.in_w))
+        {
+            for (y, row) in plane.chunks_exact(g.in_w).enumerate() {
+                dst[(y + p) * bare.in_w + p..][..g.in_w].copy_from_slice(row);
+            }
+        }
+        let weight: Vec<f32> = random(&mut rng, g.weight_len()).iter().map(|w| w * 1e3).collect();
+        let bias = random(&mut rng, g.out_c);
+        let run = |g: &ConvGeometry, x: &[f32]| {
+            let mut out = vec![0.0f32; g.output_len()];
+            conv2d_forward_with(
+                ConvPath::Direct,
+                g,
+                x,
+                &weight,
+                Some(&bias),
+                false,
+                &mut out,
+                Parallelism::None,
+            )
+            .unwrap();
+            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        assert_eq!(run(&g, &input), run(&bare, &padded), "{g:?}");
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} padded stride-1 shapes");
+}
+
 #[test]
 fn im2col_matches_its_definition() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
