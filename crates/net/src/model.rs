@@ -464,10 +464,10 @@ impl Model {
         let hw = (in_shape[1], in_shape[2]);
         match &self.layers[i] {
             Layer::Linear(l) => linear::forward(out, inp, l, batch, fused.relu).map_err(kerr)?,
-            Layer::Conv2d(c) if fused.pool => {
-                conv2d::forward_pooled(out, argmax, inp, c, batch, hw, fused.relu).map_err(kerr)?
+            Layer::Conv2d(c) => {
+                let pool_argmax = fused.pool.then_some(argmax);
+                conv2d::forward(out, inp, c, batch, hw, fused.relu, pool_argmax).map_err(kerr)?
             }
-            Layer::Conv2d(c) => conv2d::forward(out, inp, c, batch, hw, fused.relu).map_err(kerr)?,
             Layer::Relu => relu::forward(out, inp),
             Layer::MaxPool2d(p) => {
                 maxpool2d::forward(out, argmax, inp, p.kernel, hw.0, hw.1).map_err(kerr)?

@@ -263,12 +263,12 @@ fn run_forward(
     let taps = plan.taps();
     let image = |padded: &mut Vec<f32>, ((img, out), arg): ((&[f32], &mut [f32]), &mut [u32])| {
         plan.pad_into(img, padded);
+        let args = FwdArgs { plan, padded, wt, taps: &taps, bias, relu, pooled, o0: 0 };
         #[cfg(target_feature = "avx512f")]
         if pooled && pooled_by_channel::supports(plan) {
-            pooled_by_channel::image(plan, padded, wt, &taps, bias, relu, out, arg);
+            pooled_by_channel::image(&args, out, arg);
             return;
         }
-        let args = FwdArgs { plan, padded, wt, taps: &taps, bias, relu, pooled, o0: 0 };
         forward_image(args, out, arg);
     };
     let new_padded = || vec![0.0f32; plan.padded_len()];

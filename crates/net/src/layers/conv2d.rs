@@ -72,7 +72,10 @@ impl Conv2d {
 }
 
 /// out (B × O × OH × OW) = conv(inp (B × C × H × W), weight (O × C × K × K)) + bias (O),
-/// then `max(·, 0)` when `relu`.
+/// then `max(·, 0)` when `relu`. With `pool_argmax`, `nn.MaxPool2d(2)` follows in the
+/// same kernel pass, which never writes the convolution's output: `out` and the
+/// argmax are then `B × O × ⌊OH/2⌋ × ⌊OW/2⌋`, as the separate pooling layer leaves
+/// them (the same bits).
 pub(crate) fn forward(
     out: &mut [f32],
     inp: &[f32],
@@ -80,34 +83,14 @@ pub(crate) fn forward(
     batch: usize,
     in_hw: (usize, usize),
     relu: bool,
+    pool_argmax: Option<&mut [u32]>,
 ) -> Result<(), KernelError> {
     let g = layer.geometry(batch, in_hw.0, in_hw.1);
-    kernels::conv::conv2d_forward(&g, inp, &layer.weight, Some(&layer.bias), relu, out, Parallelism::Threads)
-}
-
-/// [`forward`] then `nn.MaxPool2d(2)`, in one kernel pass that never writes the
-/// convolution's output: `pooled` and `argmax` are `B × O × ⌊OH/2⌋ × ⌊OW/2⌋`, as the
-/// separate pooling layer leaves them (the same bits).
-pub(crate) fn forward_pooled(
-    pooled: &mut [f32],
-    argmax: &mut [u32],
-    inp: &[f32],
-    layer: &Conv2d,
-    batch: usize,
-    in_hw: (usize, usize),
-    relu: bool,
-) -> Result<(), KernelError> {
-    let g = layer.geometry(batch, in_hw.0, in_hw.1);
-    kernels::conv::conv2d_forward_pooled(
-        &g,
-        inp,
-        &layer.weight,
-        Some(&layer.bias),
-        relu,
-        pooled,
-        Some(argmax),
-        Parallelism::Threads,
-    )
+    let (w, b, par) = (&layer.weight, Some(&layer.bias[..]), Parallelism::Threads);
+    match pool_argmax {
+        Some(arg) => kernels::conv::conv2d_forward_pooled(&g, inp, w, b, relu, out, Some(arg), par),
+        None => kernels::conv::conv2d_forward(&g, inp, w, b, relu, out, par),
+    }
 }
 
 /// Backward of out = conv(inp, weight) + bias, given dout (B × O × OH × OW):

@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::Plan;
+use super::{FwdArgs, Plan};
 
 /// Lanes of a vector (channels per vector).
 const L: usize = 16;
@@ -28,38 +28,28 @@ pub(super) fn supports(plan: &Plan) -> bool {
     plan.o > 0 && plan.o.is_multiple_of(L) && plan.oh >= 2 && plan.ow >= 2 && plan.c > 0
 }
 
-/// The pooled output (`O × ⌊OH/2⌋ × ⌊OW/2⌋`) of one padded image, and its argmax
-/// (same shape, or empty); see [`super::forward_pooled`].
-#[allow(clippy::too_many_arguments)]
-pub(super) fn image(
-    plan: &Plan,
-    padded: &[f32],
-    wt: &[f32],
-    taps: &[usize],
-    bias: Option<&[f32]>,
-    relu: bool,
-    out: &mut [f32],
-    arg: &mut [u32],
-) {
+/// The pooled output (`O × ⌊OH/2⌋ × ⌊OW/2⌋`) of one padded image (`a.padded`), and
+/// its argmax (same shape, or empty); see [`super::forward_pooled`]. `a.o0` is ignored.
+pub(super) fn image(a: &FwdArgs<'_>, out: &mut [f32], arg: &mut [u32]) {
+    let plan = a.plan;
     let (ph, pw) = (plan.oh / 2, plan.ow / 2);
     assert!(supports(plan) && out.len() == plan.o * ph * pw && (arg.is_empty() || arg.len() == out.len()));
-    assert!(padded.len() >= plan.padded_len() && wt.len() == taps.len() * plan.o);
+    assert!(a.padded.len() >= plan.padded_len() && a.wt.len() == a.taps.len() * plan.o);
     // Every tap offset plus the largest pixel a tile reads, `(OH − 1)·WP + OW − 1`, stays
     // inside the padded image, as for the row-lane tile.
-    assert!(taps.iter().all(|&t| t <= plan.last_tap()));
-    let a = Args { plan, padded, wt, taps, bias, relu };
+    assert!(a.taps.iter().all(|&t| t <= plan.last_tap()));
     for ov in 0..plan.o / L {
         for py in 0..ph {
             let mut x0 = 0;
             while x0 < 2 * pw {
                 let xn = (2 * pw - x0).min(XN_MAX);
                 match xn {
-                    2 => tile::<2>(&a, ov, py, x0, out, arg),
-                    4 => tile::<4>(&a, ov, py, x0, out, arg),
-                    6 => tile::<6>(&a, ov, py, x0, out, arg),
-                    8 => tile::<8>(&a, ov, py, x0, out, arg),
-                    10 => tile::<10>(&a, ov, py, x0, out, arg),
-                    _ => tile::<XN_MAX>(&a, ov, py, x0, out, arg),
+                    2 => tile::<2>(a, ov, py, x0, out, arg),
+                    4 => tile::<4>(a, ov, py, x0, out, arg),
+                    6 => tile::<6>(a, ov, py, x0, out, arg),
+                    8 => tile::<8>(a, ov, py, x0, out, arg),
+                    10 => tile::<10>(a, ov, py, x0, out, arg),
+                    _ => tile::<XN_MAX>(a, ov, py, x0, out, arg),
                 }
                 x0 += xn;
             }
@@ -67,20 +57,10 @@ pub(super) fn image(
     }
 }
 
-/// What the tile reads.
-struct Args<'a> {
-    plan: &'a Plan,
-    padded: &'a [f32],
-    wt: &'a [f32],
-    taps: &'a [usize],
-    bias: Option<&'a [f32]>,
-    relu: bool,
-}
-
 /// Channels `16·ov ..` of the windows over output rows `2·py, 2·py + 1` and columns
 /// `x0 .. x0 + XN`.
 #[inline(always)]
-fn tile<const XN: usize>(a: &Args<'_>, ov: usize, py: usize, x0: usize, out: &mut [f32], arg: &mut [u32]) {
+fn tile<const XN: usize>(a: &FwdArgs<'_>, ov: usize, py: usize, x0: usize, out: &mut [f32], arg: &mut [u32]) {
     let p = a.plan;
     let (ph, pw) = (p.oh / 2, p.ow / 2);
     let y0 = 2 * py;
