@@ -72,10 +72,11 @@ impl Conv2d {
 }
 
 /// out (B × O × OH × OW) = conv(inp (B × C × H × W), weight (O × C × K × K)) + bias (O),
-/// then `max(·, 0)` when `relu`. With `pool_argmax`, `nn.MaxPool2d(2)` follows in the
-/// same kernel pass, which never writes the convolution's output: `out` and the
-/// argmax are then `B × O × ⌊OH/2⌋ × ⌊OW/2⌋`, as the separate pooling layer leaves
-/// them (the same bits).
+/// then `max(·, 0)` when `relu`. With `pool`, `nn.MaxPool2d(2)` follows in the same
+/// kernel pass, which never writes the convolution's output: `out` (and `argmax`, the
+/// window indices, when given) are then `B × O × ⌊OH/2⌋ × ⌊OW/2⌋`, as the separate
+/// pooling layer leaves them (the same bits). `argmax` is ignored without `pool`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     out: &mut [f32],
     inp: &[f32],
@@ -83,13 +84,15 @@ pub(crate) fn forward(
     batch: usize,
     in_hw: (usize, usize),
     relu: bool,
-    pool_argmax: Option<&mut [u32]>,
+    pool: bool,
+    argmax: Option<&mut [u32]>,
 ) -> Result<(), KernelError> {
     let g = layer.geometry(batch, in_hw.0, in_hw.1);
     let (w, b, par) = (&layer.weight, Some(&layer.bias[..]), Parallelism::Threads);
-    match pool_argmax {
-        Some(arg) => kernels::conv::conv2d_forward_pooled(&g, inp, w, b, relu, out, Some(arg), par),
-        None => kernels::conv::conv2d_forward(&g, inp, w, b, relu, out, par),
+    if pool {
+        kernels::conv::conv2d_forward_pooled(&g, inp, w, b, relu, out, argmax, par)
+    } else {
+        kernels::conv::conv2d_forward(&g, inp, w, b, relu, out, par)
     }
 }
 
