@@ -422,6 +422,30 @@ fn bad_input_is_a_typed_error() {
     assert!(matches!(err, Err(KernelError::BadGeometry(_))), "{err:?}");
     let too_big = ConvGeometry { kh: 7, ..g };
     assert!(matches!(too_big.validate(), Err(KernelError::BadGeometry(_))));
+    // The pooled forward checks its own buffers (`N × O × 1 × 1` here) and refuses an
+    // output with no whole window.
+    let (mut pooled, mut argmax) = (vec![0.0; 4], vec![0u32; 4]);
+    let none = Parallelism::None;
+    let err = conv2d_forward_pooled(&g, &input, &weight, None, true, &mut pooled[..3], None, none);
+    assert!(matches!(err, Err(KernelError::BadLength { name: "pooled", expected: 4, .. })), "{err:?}");
+    let err =
+        conv2d_forward_pooled(&g, &input, &weight, None, true, &mut pooled, Some(&mut argmax[..2]), none);
+    assert!(matches!(err, Err(KernelError::BadLength { name: "argmax", expected: 4, .. })), "{err:?}");
+    let one_row = ConvGeometry { in_h: 3, ..g };
+    let err = conv2d_forward_pooled(
+        &one_row,
+        &input[..one_row.input_len()],
+        &weight,
+        None,
+        true,
+        &mut pooled[..0],
+        None,
+        none,
+    );
+    assert!(matches!(err, Err(KernelError::BadGeometry(_))), "{err:?}");
+    assert!(
+        conv2d_forward_pooled(&g, &input, &weight, None, true, &mut pooled, Some(&mut argmax), none).is_ok()
+    );
     // The direct path refuses what it cannot do instead of computing something else.
     let strided = ConvGeometry { stride: 2, ..g };
     let mut out2 = vec![0.0; strided.output_len()];
