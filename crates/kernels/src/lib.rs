@@ -1,11 +1,11 @@
 //! The numerical core of actprune: single-precision GEMM and the convolution
 //! kernels that every layer of `net` runs on.
 //!
-//! Owns: `C ← α·op(A)·op(B) + β·C` over strided matrices ([`gemm`]), with fused
+//! Owns: `C ← α·op(A)·op(B) + β·C` over strided matrices ([`gemm()`]), with fused
 //! epilogues (bias, ReLU, ReLU mask); im2col/col2im and direct convolution over
 //! NCHW batches ([`conv`]); 2 × 2 max pooling with argmax and its adjoint
 //! ([`pool`]); the naive reference implementations the fast paths are
-//! tested against ([`reference`]); the spin-waiting threads that run every
+//! tested against ([`reference`](mod@reference)); the spin-waiting threads that run every
 //! parallel region of the workspace ([`team`]).
 //!
 //! Must not know about: layers, models, losses, training, datasets or pruning. It

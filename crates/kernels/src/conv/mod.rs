@@ -181,12 +181,12 @@ pub fn im2col(g: &ConvGeometry, input: &[f32], cols: &mut [f32]) -> Result<(), K
     Ok(())
 }
 
-/// The adjoint of [`im2col`]: adds (`+=`) every element of `cols` (row-major
+/// The adjoint of [`im2col()`]: adds (`+=`) every element of `cols` (row-major
 /// `(C·KH·KW) × (N·OH·OW)`) back into the input position it was read from,
 /// accumulating into `grad_input` (`N × C × H × W`); padding positions are dropped.
 ///
 /// # Errors
-/// As [`im2col`].
+/// As [`im2col()`].
 pub fn col2im(g: &ConvGeometry, cols: &[f32], grad_input: &mut [f32]) -> Result<(), KernelError> {
     g.validate()?;
     check_len("grad_input", grad_input.len(), g.input_len())?;
