@@ -165,13 +165,16 @@ fn faer_gemm(
 }
 
 /// ReLU(conv + bias) then 2 × 2 max pooling with argmax: fused (`ConvPath::Auto`, what
-/// `net` runs) or as two passes over the full output (`ConvPath::Lowered`).
+/// `net` runs) or as two passes over the full output (`ConvPath::Lowered`), which goes
+/// to `full` (`N × O × OH × OW`, allocated once by the caller, outside the timing).
+#[allow(clippy::too_many_arguments)]
 fn forward_pooled(
     path: ConvPath,
     g: &ConvGeometry,
     input: &[f32],
     weight: &[f32],
     bias: &[f32],
+    full: &mut [f32],
     (pooled, argmax): (&mut [f32], &mut [u32]),
     par: Parallelism,
 ) {
@@ -180,9 +183,8 @@ fn forward_pooled(
             .expect("pooled forward");
         return;
     }
-    let mut full = vec![0.0f32; g.output_len()];
-    conv2d_forward_with(path, g, input, weight, Some(bias), true, &mut full, par).expect("conv forward");
-    kernels::pool::max_pool_2x2(&full, (g.out_h(), g.out_w()), pooled, argmax).expect("pooling");
+    conv2d_forward_with(path, g, input, weight, Some(bias), true, full, par).expect("conv forward");
+    kernels::pool::max_pool_2x2(full, (g.out_h(), g.out_w()), pooled, argmax).expect("pooling");
 }
 
 fn bench_case(case: &Case, threads: usize, opts: &Options) {
@@ -226,7 +228,8 @@ fn bench_case(case: &Case, threads: usize, opts: &Options) {
                 gw
             } else if case.pooled {
                 let (mut pooled, mut argmax) = (vec![0.0f32; pooled_len], vec![0u32; pooled_len]);
-                forward_pooled(path, g, &input, &weight, &bias, (&mut pooled, &mut argmax), par);
+                let mut full = vec![0.0f32; g.output_len()];
+                forward_pooled(path, g, &input, &weight, &bias, &mut full, (&mut pooled, &mut argmax), par);
                 pooled
             } else {
                 let mut out = vec![0.0f32; g.output_len()];
@@ -266,7 +269,7 @@ fn bench_case(case: &Case, threads: usize, opts: &Options) {
             conv2d_backward_with(path, g, &input, &weight, &grad_out, gi_arg, &mut gw, Some(&mut gb), par)
                 .expect("conv backward");
         } else if case.pooled {
-            forward_pooled(path, g, &input, &weight, &bias, (&mut pooled, &mut argmax), par);
+            forward_pooled(path, g, &input, &weight, &bias, &mut out, (&mut pooled, &mut argmax), par);
         } else {
             conv2d_forward_with(path, g, &input, &weight, Some(&bias), true, &mut out, par)
                 .expect("conv forward");

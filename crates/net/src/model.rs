@@ -104,13 +104,7 @@ impl Workspace {
         self.acts.resize_with(n, Vec::new);
         self.argmax.resize_with(n, Vec::new);
         let len = |i: usize| batch * model.shapes[i].iter().product::<usize>();
-        let mut i = 0;
-        while i < n {
-            if model.aliased_flatten(i) {
-                i += 1;
-                continue;
-            }
-            let fused = model.fusion(i, true);
+        for (i, fused) in model.steps(true) {
             let target = fused.last(i);
             self.acts[target].resize(len(target), 0.0);
             if fused.pool {
@@ -118,7 +112,6 @@ impl Workspace {
             } else if matches!(model.layers[i], Layer::MaxPool2d(_)) {
                 self.argmax[i].resize(len(i), 0);
             }
-            i = target + 1;
         }
     }
 
@@ -438,14 +431,7 @@ impl Model {
         fuse: bool,
         mut f: Option<&mut OutputFn>,
     ) -> Result<(), NetError> {
-        let n = self.layers.len();
-        let mut i = 0;
-        while i < n {
-            if fuse && self.aliased_flatten(i) {
-                i += 1;
-                continue;
-            }
-            let fused = self.fusion(i, fuse);
+        for (i, fused) in self.steps(fuse) {
             // Layer i writes into buffer `target` (i, or the last layer fused into it) and
             // reads the buffer `src` below it; `src < i ≤ target`, so one split separates them.
             let target = fused.last(i);
@@ -456,9 +442,23 @@ impl Model {
             if let Some(f) = f.as_deref_mut() {
                 f(i, &ws.acts[i], self.shapes[i]);
             }
-            i = target + 1;
         }
         Ok(())
+    }
+
+    /// The kernels a forward pass runs, in order: `(i, what is fused into layer i)`.
+    /// With `fuse`, a Flatten aliased to its input is skipped and the layers fused into
+    /// another are not visited; without, every layer is a step of its own.
+    fn steps(&self, fuse: bool) -> impl Iterator<Item = (usize, Fusion)> + '_ {
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            while fuse && i < self.layers.len() && self.aliased_flatten(i) {
+                i += 1;
+            }
+            let step = (i < self.layers.len()).then(|| (i, self.fusion(i, fuse)))?;
+            i = step.1.last(i) + 1;
+            Some(step)
+        })
     }
 
     /// Which layers after layer `i` its kernel runs in its epilogue (only with `fuse`):

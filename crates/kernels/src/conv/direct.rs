@@ -172,46 +172,26 @@ pub(super) fn supports_backward(g: &ConvGeometry, with_input: bool) -> bool {
 }
 
 /// Forward over the batch for a geometry accepted by [`supports_forward`]; lengths
-/// have been checked by the caller. `output` is overwritten.
+/// have been checked by the caller. `output` is overwritten: the whole output, or only
+/// its 2 × 2 max pooling, done in the tile's epilogue so that the convolution's own
+/// output is never written (this needs a non-empty image and `OH, OW ≥ 2`).
 pub(super) fn forward(
     g: &ConvGeometry,
     input: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
     relu: bool,
-    output: &mut [f32],
+    output: Output<'_>,
     parallelism: Parallelism,
 ) {
     let Some(plan) = Plan::from_geometry(g) else { return };
     let wt = transpose_weights(weight, g.out_c, g.col_rows());
-    run_forward(&plan, input, &wt, bias, relu, Output::Full(output), parallelism);
-}
-
-/// [`forward`] followed by a 2 × 2 max pooling, done in the tile's epilogue on rows
-/// still in registers: `pooled` is `N × O × ⌊OH/2⌋ × ⌊OW/2⌋`, `argmax` (when given) the
-/// same shape, both overwritten; the convolution's own output is never written. For
-/// a geometry accepted by [`supports_forward`] with a non-empty image and `OH, OW ≥ 2`;
-/// lengths have been checked by the caller.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn forward_pooled(
-    g: &ConvGeometry,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    relu: bool,
-    pooled: &mut [f32],
-    argmax: Option<&mut [u32]>,
-    parallelism: Parallelism,
-) {
-    let Some(plan) = Plan::from_geometry(g) else { return };
-    let wt = transpose_weights(weight, g.out_c, g.col_rows());
-    let output = Output::Pooled { pooled, argmax: argmax.unwrap_or_default() };
     run_forward(&plan, input, &wt, bias, relu, output, parallelism);
 }
 
 /// Where the forward kernel writes: the whole output, or only its 2 × 2 max pooling
 /// (with the window positions of the maxima unless `argmax` is empty).
-enum Output<'a> {
+pub(super) enum Output<'a> {
     /// `N × O × OH × OW`.
     Full(&'a mut [f32]),
     /// `N × O × ⌊OH/2⌋ × ⌊OW/2⌋` each, `argmax` possibly empty.

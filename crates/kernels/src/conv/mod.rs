@@ -298,7 +298,8 @@ pub fn conv2d_forward_pooled(
         check_len("bias", b.len(), g.out_c)?;
     }
     if ConvPath::for_forward(g) == ConvPath::Direct && g.in_c > 0 && g.out_c > 0 {
-        direct::forward_pooled(g, input, weight, bias, relu, pooled, argmax, parallelism);
+        let output = direct::Output::Pooled { pooled, argmax: argmax.unwrap_or_default() };
+        direct::forward(g, input, weight, bias, relu, output, parallelism);
         return Ok(());
     }
     // Elsewhere the two passes, with the pooling's own buffers.
@@ -342,7 +343,7 @@ pub fn conv2d_forward_with(
     match path {
         ConvPath::Direct if !direct::supports_forward(g) => Err(unsupported("direct", g)),
         ConvPath::Direct => {
-            direct::forward(g, input, weight, bias, relu, output, parallelism);
+            direct::forward(g, input, weight, bias, relu, direct::Output::Full(output), parallelism);
             Ok(())
         }
         _ => lowered::forward(g, input, weight, bias, relu, output, parallelism),

@@ -51,6 +51,22 @@ pub struct MatMut<'a> {
     col_stride: usize,
 }
 
+impl MatRef<'_> {
+    /// The driver's unchecked form of this (validated) view.
+    fn raw(&self) -> view::RawRef {
+        let ptr = self.data.as_ptr();
+        view::RawRef { ptr, rows: self.rows, cols: self.cols, rs: self.row_stride, cs: self.col_stride }
+    }
+}
+
+impl MatMut<'_> {
+    /// The driver's unchecked form of this (validated) view.
+    fn raw(&mut self) -> view::RawMut {
+        let ptr = self.data.as_mut_ptr();
+        view::RawMut { ptr, rows: self.rows, cols: self.cols, rs: self.row_stride, cs: self.col_stride }
+    }
+}
+
 /// Elements a `rows × cols` view with the given strides touches (0 when empty).
 fn span(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Option<usize> {
     if rows == 0 || cols == 0 {
@@ -382,34 +398,9 @@ pub fn gemm_with_descend(
     if c.rows == 0 || c.cols == 0 {
         return Ok(());
     }
-    let raw_a =
-        view::RawRef { ptr: a.data.as_ptr(), rows: a.rows, cols: a.cols, rs: a.row_stride, cs: a.col_stride };
-    let raw_b =
-        view::RawRef { ptr: b.data.as_ptr(), rows: b.rows, cols: b.cols, rs: b.row_stride, cs: b.col_stride };
-    let raw_c = view::RawMut {
-        ptr: c.data.as_mut_ptr(),
-        rows: c.rows,
-        cols: c.cols,
-        rs: c.row_stride,
-        cs: c.col_stride,
-    };
-    let raw_mask = epilogue.relu_mask.map(|mk| view::RawRef {
-        ptr: mk.data.as_ptr(),
-        rows: mk.rows,
-        cols: mk.cols,
-        rs: mk.row_stride,
-        cs: mk.col_stride,
-    });
-    let raw_descend = descend.map(|(d, s)| {
-        let raw = view::RawMut {
-            ptr: d.data.as_mut_ptr(),
-            rows: d.rows,
-            cols: d.cols,
-            rs: d.row_stride,
-            cs: d.col_stride,
-        };
-        (raw, s)
-    });
+    let (raw_a, raw_b, raw_c) = (a.raw(), b.raw(), c.raw());
+    let raw_mask = epilogue.relu_mask.map(|mk| mk.raw());
+    let raw_descend = descend.map(|(d, s)| (d.raw(), s));
     let (bias_row, bias_col) = match epilogue.bias {
         Bias::None => (core::ptr::null(), core::ptr::null()),
         Bias::PerRow(b) => (b.as_ptr(), core::ptr::null()),
