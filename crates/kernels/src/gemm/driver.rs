@@ -23,6 +23,10 @@ const PARALLEL_MIN_MACS: usize = 1 << 21;
 /// default `KC` needs 8; an override past 1024 simply runs every step.
 const MAX_MASK_WORDS: usize = 16;
 
+/// B blocks at least this wide are read in place when their columns are contiguous
+/// (see [`in_place_b`]).
+const IN_PLACE_B_MIN_NC: usize = 256;
+
 /// A packed A block is scanned for zero steps only when at least this many columns of
 /// B meet it: the scan reads A~ once, the microkernel `nc / NR` times, so the scan
 /// costs under 1% of the block's work even when it finds nothing (the weights of a
@@ -195,36 +199,65 @@ thread_local! {
 thread_local! {
     /// Steps this thread's tiles left out, so that tests can see the skip happen.
     static SKIPPED: Cell<usize> = const { Cell::new(0) };
+    /// B blocks this thread read in place, so that tests can see which path ran.
+    static IN_PLACE_BLOCKS: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Scans the `panels` micro-panels of `W` values per step at `packed` (`kc` steps
-/// each) into `masks` (`words(kc)` per panel). Returns whether any panel has enough
-/// zero steps to be worth skipping. With `probe`, gives up after the first panel when
-/// that one has fewer than an eighth of its steps zero: B~ blocks are read by every
-/// A micro-panel, and dense ones (hidden activations) should cost one panel's scan.
-///
-/// # Safety
-/// `packed` must be readable for `panels · kc · W` values.
-unsafe fn scan_panels<const W: usize>(
-    packed: *const f32,
+/// Scans `panels` micro-panels of `kc` steps each into `masks` (`words(kc)` per
+/// panel), `scan_one(s, mask)` filling panel `s`'s mask and returning its non-zero
+/// steps. Returns whether any panel has enough zero steps to be worth skipping. With
+/// `probe`, gives up after the first panel when that one has fewer than an eighth of
+/// its steps zero: B~ blocks are read by every A micro-panel, and dense ones (hidden
+/// activations) should cost one panel's scan.
+fn scan_panels(
     panels: usize,
     kc: usize,
     masks: &mut Vec<u64>,
     probe: bool,
+    scan_one: impl Fn(usize, &mut [u64]) -> usize,
 ) -> bool {
     let words = zero_steps::words(kc);
     masks.clear();
     masks.resize(panels * words, 0);
     let mut any = false;
     for (s, mask) in masks.chunks_exact_mut(words).enumerate() {
-        // SAFETY: panel s is inside the packed block.
-        let kept = unsafe { zero_steps::scan::<W>(packed.add(s * W * kc), kc, mask) };
+        let kept = scan_one(s, mask);
         if s == 0 && probe && kept + kc / 8 > kc {
             return false;
         }
         any |= zero_steps::worth_skipping(kept, kc);
     }
     any
+}
+
+/// Where LOOP 2 finds the B micro-panels of one `kc × nc` block.
+#[derive(Clone, Copy)]
+enum BPanels {
+    /// Packed into B~: panel `s` is `kc` steps of `NR` contiguous values at `s·NR·kc`.
+    Packed(*const f32),
+    /// Read in place from a B whose columns are contiguous (`rs == 1`, the layout that
+    /// packing would have to transpose): column `j` of panel `s` is the `kc` contiguous
+    /// values at `origin + (s·NR + j)·cs`. A last, partial panel is packed at `partial`,
+    /// so that no tile reads past the matrix.
+    InPlace { origin: *const f32, cs: usize, full: usize, partial: *const f32 },
+}
+
+impl BPanels {
+    /// Panel `s` as the microkernel takes it: its origin, its step stride and its
+    /// column stride.
+    ///
+    /// # Safety
+    /// `s` must be one of the block's panels.
+    unsafe fn get(self, s: usize, kc: usize) -> (*const f32, usize, usize) {
+        // SAFETY: the caller keeps s among the block's panels, which these offsets address.
+        unsafe {
+            match self {
+                BPanels::Packed(packed) => (packed.add(s * NR * kc), NR, 1),
+                BPanels::InPlace { origin, cs, full, .. } if s < full => (origin.add(s * NR * cs), 1, cs),
+                BPanels::InPlace { partial, .. } => (partial, NR, 1),
+            }
+        }
+    }
 }
 
 /// Takes this thread's buffer out of `cell` (a nested call on the same thread finds it
@@ -237,6 +270,45 @@ fn take_buffer(cell: &'static std::thread::LocalKey<Cell<Vec<V>>>, len: usize) -
         buf.resize(vectors, V::ZERO);
     }
     buf
+}
+
+/// The origin of the `kc × nc` block of B at `(pc, jc)` and its number of full
+/// micro-panels, when LOOP 2 should read that block in place rather than pack it.
+///
+/// That is when B's columns are contiguous (`rs == 1`: packing would transpose it),
+/// the block is at least [`IN_PLACE_B_MIN_NC`] wide, and its first micro-panel has
+/// few zero steps (the probe of `scan_panels`, when `scan`). The microkernel then
+/// broadcasts from `NR` column pointers, as the `gemm` crate does. This saves the
+/// transposing copy of a block that does not fit in L2 next to A~ (square 512 and
+/// 1024 at 1 thread: +4%), but each broadcast costs an address addition (LLVM chains
+/// the `NR` column addresses), so narrow blocks, whose pack is cheap, stay packed
+/// (n = 64, an MLP batch: −3% read in place), and so do blocks with zero steps to skip
+/// (the first layer's inputs in inference: −7% read in place, even with the skips).
+fn in_place_b(
+    p: &Problem,
+    pc: usize,
+    jc: usize,
+    kc: usize,
+    nc: usize,
+    scan: bool,
+) -> Option<(*const f32, usize)> {
+    if kc == 0 || p.b.rs != 1 || p.b.cs == 1 || nc < IN_PLACE_B_MIN_NC {
+        return None;
+    }
+    // SAFETY: (pc, jc) is inside B (kc > 0, nc > 0).
+    let origin = unsafe { p.b.ptr.add(pc + jc * p.b.cs) };
+    if scan {
+        let mut mask = [0u64; MAX_MASK_WORDS];
+        // SAFETY: the first NR columns of the block (nc ≥ NR) have kc contiguous values.
+        let kept =
+            unsafe { zero_steps::scan_columns::<NR>(origin, p.b.cs, kc, &mut mask[..zero_steps::words(kc)]) };
+        if kept + kc / 8 <= kc {
+            return None;
+        }
+    }
+    #[cfg(test)]
+    IN_PLACE_BLOCKS.with(|c| c.set(c.get() + 1));
+    Some((origin, nc / NR))
 }
 
 /// The five loops on one thread.
@@ -266,13 +338,30 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
         let mut pc = 0;
         loop {
             let kc = kc_max.min(k - pc);
-            // SAFETY: the block is inside B; b_pack holds kc_max · nc_max ≥ kc · ⌈nc/NR⌉·NR floats.
-            unsafe { pack_b(p.b.block(pc, jc, kc, nc), b_pack) };
             let words = zero_steps::words(kc);
             let scan = kc > 0 && words <= MAX_MASK_WORDS;
-            // SAFETY: pack_b wrote ⌈nc/NR⌉ micro-panels of kc · NR values.
-            let b_skips =
-                scan && unsafe { scan_panels::<NR>(b_pack, nc.div_ceil(NR), kc, &mut b_masks, true) };
+            let b_panels = match in_place_b(p, pc, jc, kc, nc, scan) {
+                Some((origin, full)) => {
+                    if full * NR < nc {
+                        // SAFETY: the columns past the last full panel are inside B;
+                        // b_pack holds kc_max · nc_max ≥ kc · NR floats.
+                        unsafe { pack_b(p.b.block(pc, jc + full * NR, kc, nc - full * NR), b_pack) };
+                    }
+                    BPanels::InPlace { origin, cs: p.b.cs, full, partial: b_pack }
+                }
+                None => {
+                    // SAFETY: the block is inside B; b_pack holds kc_max · nc_max ≥ kc · ⌈nc/NR⌉·NR floats.
+                    unsafe { pack_b(p.b.block(pc, jc, kc, nc), b_pack) };
+                    BPanels::Packed(b_pack)
+                }
+            };
+            // A B read in place has no zero steps worth skipping (`in_place_b` probed it).
+            let b_skips = scan
+                && matches!(b_panels, BPanels::Packed(_))
+                && scan_panels(nc.div_ceil(NR), kc, &mut b_masks, true, |s, mask| {
+                    // SAFETY: pack_b wrote ⌈nc/NR⌉ micro-panels of kc · NR values.
+                    unsafe { zero_steps::scan::<NR>(b_pack.add(s * NR * kc), kc, mask) }
+                });
             // Later k-blocks accumulate onto what the first wrote.
             let beta = if pc == 0 { p.beta } else { 1.0 };
             let last = pc + kc >= k;
@@ -290,8 +379,10 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
                 let a_skips = scan
                     && !direct_a
                     && nc >= SCAN_A_MIN_NC
-                    // SAFETY: pack_a wrote ⌈mc/MR⌉ micro-panels of kc · MR values.
-                    && unsafe { scan_panels::<MR>(a_pack, mc.div_ceil(MR), kc, &mut a_masks, true) };
+                    && scan_panels(mc.div_ceil(MR), kc, &mut a_masks, true, |s, mask| {
+                        // SAFETY: pack_a wrote ⌈mc/MR⌉ micro-panels of kc · MR values.
+                        unsafe { zero_steps::scan::<MR>(a_pack.add(s * MR * kc), kc, mask) }
+                    });
                 // LOOP 2: split nc into NR-wide micro-panels of B~ (each stays in L1).
                 for jr in (0..nc).step_by(NR) {
                     let (j, cols) = (jc + jr, NR.min(nc - jr));
@@ -337,7 +428,6 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
                                 pack_a(p.a.block(i, pc, rows, kc), a_pack);
                                 (a_pack.cast_const(), MR)
                             };
-                            let b_panel = b_pack.add(jr * kc);
                             // The steps this tile needs: those where neither micro-panel is
                             // all zeros.
                             let steps = &mut tile_steps[..words];
@@ -357,11 +447,26 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
                             };
                             // The bottom edge runs the narrowest kernel that covers its rows.
                             let steps = if skip { Some(&*steps) } else { None };
+                            let (b_panel, b_step, b_cs) = b_panels.get(jr / NR, kc);
+                            // A strided B is its own instantiation of each kernel.
+                            macro_rules! tile_of {
+                                ($m:expr) => {
+                                    if b_cs != 1 {
+                                        tile::<$m, true>(
+                                            kc, steps, a_panel, a_step, b_panel, b_step, b_cs, &out,
+                                        )
+                                    } else {
+                                        tile::<$m, false>(
+                                            kc, steps, a_panel, a_step, b_panel, b_step, 1, &out,
+                                        )
+                                    }
+                                };
+                            }
                             match rows.div_ceil(LANES) {
-                                1 => tile::<1>(kc, steps, a_panel, a_step, b_panel, NR, &out),
-                                2 if MV > 2 => tile::<2>(kc, steps, a_panel, a_step, b_panel, NR, &out),
-                                3 if MV > 3 => tile::<3>(kc, steps, a_panel, a_step, b_panel, NR, &out),
-                                _ => tile::<MV>(kc, steps, a_panel, a_step, b_panel, NR, &out),
+                                1 => tile_of!(1),
+                                2 if MV > 2 => tile_of!(2),
+                                3 if MV > 3 => tile_of!(3),
+                                _ => tile_of!(MV),
                             }
                         }
                     }
@@ -391,6 +496,43 @@ mod tests {
         SKIPPED.with(|s| s.set(0));
         gemm(1.0, a, b, 0.0, &mut cv, &Epilogue::NONE, Parallelism::None).unwrap();
         SKIPPED.with(Cell::get)
+    }
+
+    /// `A·B` on one thread with A given row-major or column-major, and how many B
+    /// blocks were read in place (in kernel orientation B is `Aᵀ`, whose columns are
+    /// contiguous when A is row-major).
+    fn product(a: &[f32], m: usize, k: usize, b: &[f32], n: usize, a_row_major: bool) -> (Vec<u32>, usize) {
+        let a = if a_row_major {
+            MatRef::row_major(a, m, k).unwrap()
+        } else {
+            MatRef::new(a, m, k, 1, m).unwrap()
+        };
+        let b = MatRef::row_major(b, k, n).unwrap();
+        let mut c = vec![0.0; m * n];
+        let mut cv = MatMut::row_major(&mut c, m, n).unwrap();
+        IN_PLACE_BLOCKS.with(|c| c.set(0));
+        gemm(1.0, a, b, 0.0, &mut cv, &Epilogue::NONE, Parallelism::None).unwrap();
+        (c.iter().map(|x| x.to_bits()).collect(), IN_PLACE_BLOCKS.with(Cell::get))
+    }
+
+    #[test]
+    fn wide_dense_b_with_contiguous_columns_is_read_in_place_with_the_packed_bits() {
+        let (k, n) = (70, 40);
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        // m = 301: 37 full micro-panels and a partial one; m = 200 is too narrow.
+        for (m, in_place) in [(301, true), (200, false)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 13) % 17) as f32 * 0.25 - 2.0).collect();
+            let a_t: Vec<f32> = (0..m * k).map(|i| a[(i % m) * k + i / m]).collect();
+            let (bits, blocks) = product(&a, m, k, &b, n, true);
+            let (packed_bits, packed_blocks) = product(&a_t, m, k, &b, n, false);
+            assert_eq!(blocks > 0, in_place, "m = {m}");
+            assert_eq!(packed_blocks, 0);
+            assert!(bits == packed_bits, "m = {m}: in place and packed differ");
+        }
+        // A block of B with zero steps is packed, so that they can be skipped.
+        let m = 301;
+        let a: Vec<f32> = (0..m * k).map(|i| if i % k < k / 2 { 0.0 } else { 1.0 }).collect();
+        assert_eq!(product(&a, m, k, &b, n, true).1, 0);
     }
 
     #[test]

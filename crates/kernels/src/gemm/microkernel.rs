@@ -99,8 +99,11 @@ pub struct TileOut {
 /// Element `(i, p)` of the A micro-panel is at `a + p·a_step + i` (`MR` contiguous
 /// values per step of `k`: a packed panel has `a_step = MR`, a column-major A read in
 /// place has `a_step` = its column stride); element `(p, j)` of the B micro-panel is at
-/// `b + p·b_step + j`. The sum over `k` runs in order `0, 1, …, kc − 1` for every
-/// element, whatever the tile's position.
+/// `b + p·b_step + j·b_cs` (a packed panel: `b_step = NR`, `b_cs = 1`; a B with
+/// contiguous columns read in place: `b_step = 1`, `b_cs` its column stride). `b_cs`
+/// is taken as 1 unless `STRIDED_B`: the packed layout keeps its constant offsets, and
+/// the strided one is a separate instantiation. The sum over `k` runs in order
+/// `0, 1, …, kc − 1` for every element, whatever the tile's position.
 ///
 /// With `steps`, only the steps whose bit is set run (bit `p % 64` of word `p / 64` for
 /// step `p`), in increasing order. A step left out must be one where every value of the
@@ -109,50 +112,69 @@ pub struct TileOut {
 /// full loop's (as long as the operands are finite).
 ///
 /// # Safety
-/// `1 ≤ M ≤ MV`; `a + p·a_step + i` must be readable for `p < kc`, `i < M·LANES`, and `b + p·b_step + j`
-/// for `p < kc`, `j < NR`; no bit of `steps` may be set for a step `p ≥ kc`; `out` must
+/// `1 ≤ M ≤ MV`; `a + p·a_step + i` must be readable for `p < kc`, `i < M·LANES`, and
+/// `b + p·b_step + j·b_cs` for `p < kc`, `j < NR`; no bit of `steps` may be set for a step `p ≥ kc`; `out` must
 /// describe a tile whose `rows × cols` elements (and the same elements of the mask,
 /// biases and D, when given) are valid, and C and D must not be accessed by anyone else
 /// meanwhile.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn tile<const M: usize>(
+pub unsafe fn tile<const M: usize, const STRIDED_B: bool>(
     kc: usize,
     steps: Option<&[u64]>,
     a: *const f32,
     a_step: usize,
     b: *const f32,
     b_step: usize,
+    b_cs: usize,
     out: &TileOut,
 ) {
     debug_assert!((1..=MV).contains(&M) && out.rows <= M * LANES);
     prefetch_tile::<M>(out);
     let mut acc = [[V::ZERO; M]; NR];
-    if let Some(steps) = steps {
-        for (w, &word) in steps.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                let p = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                // SAFETY: bit p is set, so p < kc: inside the micro-panels the caller vouched for.
-                unsafe { step(&mut acc, a.add(p * a_step), b.add(p * b_step)) };
+    // The k loop, with `$step` the step at `p`: the masked steps, or all of them.
+    macro_rules! k_loop {
+        (|$p:ident| $step:expr) => {
+            if let Some(steps) = steps {
+                for (w, &word) in steps.iter().enumerate() {
+                    let mut bits = word;
+                    while bits != 0 {
+                        let $p = w * 64 + bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        // SAFETY: bit p is set, so p < kc: inside the micro-panels the caller vouched for.
+                        unsafe { $step };
+                    }
+                }
+            } else {
+                // Four steps per trip: fewer loop branches and address updates among the FMAs.
+                let mut p = 0;
+                while p + 4 <= kc {
+                    for q in 0..4 {
+                        let $p = p + q;
+                        // SAFETY: p + q < kc: inside the micro-panels the caller vouched for.
+                        unsafe { $step };
+                    }
+                    p += 4;
+                }
+                while p < kc {
+                    let $p = p;
+                    // SAFETY: p < kc, as above.
+                    unsafe { $step };
+                    p += 1;
+                }
             }
-        }
+        };
+    }
+    if STRIDED_B {
+        // Column j starts at its own pointer, so that each broadcast is one load from a
+        // fixed base plus the step's offset.
+        let cols: [*const f32; NR] = core::array::from_fn(|j| b.wrapping_add(j * b_cs));
+        k_loop!(|p| step::<M>(&mut acc, a.add(p * a_step), |j| *cols[j].add(p * b_step)));
     } else {
-        // Four steps per trip: fewer loop branches and address updates among the FMAs.
-        let mut p = 0;
-        while p + 4 <= kc {
-            for q in 0..4 {
-                // SAFETY: p + q < kc: inside the micro-panels the caller vouched for.
-                unsafe { step(&mut acc, a.add((p + q) * a_step), b.add((p + q) * b_step)) };
-            }
-            p += 4;
-        }
-        while p < kc {
-            // SAFETY: p < kc, as above.
-            unsafe { step(&mut acc, a.add(p * a_step), b.add(p * b_step)) };
-            p += 1;
-        }
+        k_loop!(|p| {
+            let b = b.add(p * b_step);
+            step::<M>(&mut acc, a.add(p * a_step), |j| *b.add(j))
+        });
     }
     // SAFETY: the caller's contract on `out`.
     unsafe { write_tile(&acc, out) };
@@ -314,17 +336,18 @@ fn prefetch_tile<const M: usize>(out: &TileOut) {
     }
 }
 
-/// One step of `k`: `acc[j] += a[0..M·LANES] · b[j]` for every column `j`.
+/// One step of `k`: `acc[j] += a[0..M·LANES] · b(j)` for every column `j`, where `b(j)`
+/// reads column `j`'s value of B at this step.
 ///
 /// # Safety
-/// `a` must be readable for `M·LANES` values and `b` for `NR`.
+/// `a` must be readable for `M·LANES` values, and `b` must read valid memory for `j < NR`.
 #[inline(always)]
-unsafe fn step<const M: usize>(acc: &mut [[V; M]; NR], a: *const f32, b: *const f32) {
-    // SAFETY: the caller vouches for M·LANES values at `a` and NR values at `b`.
+unsafe fn step<const M: usize>(acc: &mut [[V; M]; NR], a: *const f32, b: impl Fn(usize) -> f32) {
+    // SAFETY: the caller vouches for M·LANES values at `a`.
     unsafe {
         let av: [V; M] = core::array::from_fn(|v| a.add(v * LANES).cast::<V>().read_unaligned());
         for (j, accj) in acc.iter_mut().enumerate() {
-            let bj = V::splat(*b.add(j));
+            let bj = V::splat(b(j));
             for v in 0..M {
                 accj[v] = av[v].mul_add(bj, accj[v]);
             }
