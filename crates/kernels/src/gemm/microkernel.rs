@@ -43,7 +43,6 @@ mod arch {
 }
 
 pub use arch::{MV, NR, V};
-use wide::f32x8;
 
 /// `f32` lanes in one SIMD vector.
 pub const LANES: usize = size_of::<V>() / size_of::<f32>();
@@ -205,108 +204,9 @@ unsafe fn write_tile<const M: usize>(acc: &[[V; M]; NR], out: &TileOut) {
             store_vectors(acc, out, M - 1);
             store_last_lanes(acc, out);
         }
-    } else if NR == 8
-        && LANES.is_multiple_of(8)
-        && out.rows == M * LANES
-        && out.c_cs == 1
-        && (out.mask.is_null() || out.mask_cs == 1)
-        && (out.descend.is_null() || out.descend_cs == 1)
-    {
-        // SAFETY: all M·LANES rows are valid and each row's `cols` values are contiguous.
-        unsafe { store_rows(acc, out) };
     } else {
         // SAFETY: store_scalar touches only the valid rows × cols elements.
         unsafe { store_scalar(acc, out) };
-    }
-}
-
-/// Reads `n ≤ 8` contiguous values into the first lanes of a vector (the rest zero).
-///
-/// # Safety
-/// `p` must be readable for `n` values.
-#[inline(always)]
-unsafe fn load8(p: *const f32, n: usize) -> f32x8 {
-    if n == 8 {
-        // SAFETY: 8 values are readable.
-        unsafe { p.cast::<f32x8>().read_unaligned() }
-    } else {
-        let mut buf = [0.0f32; 8];
-        // SAFETY: n values are readable; buf holds 8 ≥ n.
-        unsafe { core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n) };
-        f32x8::new(buf)
-    }
-}
-
-/// Writes the first `n ≤ 8` lanes of `x` to contiguous memory.
-///
-/// # Safety
-/// `p` must be writable for `n` values.
-#[inline(always)]
-unsafe fn store8(p: *mut f32, x: f32x8, n: usize) {
-    if n == 8 {
-        // SAFETY: 8 values are writable.
-        unsafe { p.cast::<f32x8>().write_unaligned(x) }
-    } else {
-        // SAFETY: n values are writable.
-        unsafe { core::ptr::copy_nonoverlapping(x.as_array().as_ptr(), p, n) };
-    }
-}
-
-/// Write-out of a full-height tile of a C whose *rows* are contiguous (a row-major C
-/// kept in this orientation because it has fewer than `MR / 2` columns, such as the
-/// 50176 × 6 of an im2col convolution): 8 × 8 blocks of the accumulators are
-/// transposed in registers and each row of C is written as one 8-lane vector (or its
-/// first `cols` lanes). The operations and their order are those of `store_one`.
-///
-/// # Safety
-/// As [`tile`], with `NR == 8`, `out.rows == M·LANES`, `out.c_cs == 1`, and a mask (if
-/// any) with column stride 1.
-#[inline(always)]
-unsafe fn store_rows<const M: usize>(acc: &[[V; M]; NR], out: &TileOut) {
-    let cols = out.cols;
-    let alpha = f32x8::splat(out.alpha);
-    let beta = f32x8::splat(out.beta);
-    // SAFETY: the column bias has `cols` values.
-    let bias_col =
-        if out.last && !out.bias_col.is_null() { Some(unsafe { load8(out.bias_col, cols) }) } else { None };
-    for g in 0..M * LANES / 8 {
-        let (v, off) = (g * 8 / LANES, g * 8 % LANES);
-        let columns: [f32x8; 8] = core::array::from_fn(|j| {
-            let lanes = acc[j % NR][v].as_array();
-            f32x8::new(core::array::from_fn(|l| lanes[off + l]))
-        });
-        for (r, row) in f32x8::transpose(columns).into_iter().enumerate() {
-            let i = g * 8 + r;
-            // SAFETY: row i < rows is valid, its `cols` values contiguous in C and in the
-            // mask; the row bias has a value for it.
-            unsafe {
-                let ptr = out.c.add(i * out.c_rs);
-                let mut x = row * alpha;
-                if out.beta != 0.0 {
-                    x += beta * load8(ptr, cols);
-                }
-                if out.last {
-                    if !out.bias_row.is_null() {
-                        x += f32x8::splat(*out.bias_row.add(i));
-                    }
-                    if let Some(b) = bias_col {
-                        x += b;
-                    }
-                    if out.relu {
-                        x = x.max(f32x8::ZERO);
-                    }
-                    if !out.mask.is_null() {
-                        let m = load8(out.mask.add(i * out.mask_rs), cols);
-                        x = m.simd_le(f32x8::ZERO).select(f32x8::ZERO, x);
-                    }
-                    if !out.descend.is_null() {
-                        let d = out.descend.add(i * out.descend_rs);
-                        store8(d, load8(d, cols) - f32x8::splat(out.descend_scale) * x, cols);
-                    }
-                }
-                store8(ptr, x, cols);
-            }
-        }
     }
 }
 

@@ -409,21 +409,14 @@ pub fn gemm_with_descend(
     // The microkernel's vectors run down the columns of C. When the rows of C are the
     // contiguous direction (row-major C, the usual case), compute Cᵀ = Bᵀ·Aᵀ instead:
     // the same memory with strides swapped, and the row and column roles of the
-    // epilogue swapped with them. Exception: when that direction is much shorter than a
-    // tile and the other is long (C of 50176 × 6), full tiles written element by element
-    // beat tiles that are mostly padding. A direction of whole vectors wastes no lanes,
-    // so it takes the vectors however short (C of 6400 × 16, conv2 lowered, with
-    // AVX-512: one-vector tiles, each column a row of C, and Aᵀ read in place rather
-    // than A transposed into A~: 0.82 → 1.12 × the `gemm` crate at 1 thread).
+    // epilogue swapped with them. This holds however short the contiguous side: C of
+    // 50176 × 6 (conv1 lowered) runs one-vector tiles of 6 valid lanes, and still beats
+    // full tiles along the long side by 1.5× at 1 thread: those needed A transposed into
+    // A~ and C written through register transposes, where Aᵀ is read in place. (One
+    // measured loss: 1000 × 84 × 10, LeNet-5's last layer in inference, −15%; a
+    // 0.2% share of its multiply-adds.)
     let rows_contiguous = c.cols > 1 && c.row_stride != 1 && c.col_stride < c.row_stride;
-    let natural = c.rows == 1 || rows_contiguous;
-    let (vector_side, other_side) = if natural { (c.cols, c.rows) } else { (c.rows, c.cols) };
-    let transpose =
-        if vector_side < MR / 2 && !vector_side.is_multiple_of(microkernel::LANES) && other_side >= MR {
-            !natural
-        } else {
-            natural
-        };
+    let transpose = c.rows == 1 || rows_contiguous;
     let problem = if transpose {
         driver::Problem {
             alpha,
