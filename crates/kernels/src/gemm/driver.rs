@@ -19,6 +19,12 @@ use crate::team;
 /// helper thread and packing the shared operand twice cost.
 const PARALLEL_MIN_MACS: usize = 1 << 21;
 
+/// While the helpers are awake (inside a training step, whose regions follow each
+/// other within their spin window), handing them work costs about a microsecond, so
+/// products from this many multiply-adds are split too: an MLP's last layer, 64 × 600
+/// × 10 (384K multiply-adds, ~20 µs on one thread), and its two backward products.
+const AWAKE_PARALLEL_MIN_MACS: usize = 1 << 18;
+
 /// Longest k-block (in 64-step mask words) for which zero steps are looked for: the
 /// default `KC` needs 8; an override past 1024 simply runs every step.
 const MAX_MASK_WORDS: usize = 16;
@@ -147,8 +153,13 @@ pub unsafe fn run(p: Problem, parallel: bool) {
         return;
     }
     let blocking = Blocking::get();
-    let threads = if parallel && m.saturating_mul(n).saturating_mul(k.max(1)) >= PARALLEL_MIN_MACS {
-        team::threads()
+    let macs = m.saturating_mul(n).saturating_mul(k.max(1));
+    let threads = team::threads();
+    let threads = if parallel
+        && (macs >= PARALLEL_MIN_MACS
+            || (macs >= AWAKE_PARALLEL_MIN_MACS && team::helpers_awake(threads - 1)))
+    {
+        threads
     } else {
         1
     };
