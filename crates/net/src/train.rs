@@ -191,7 +191,7 @@ pub fn train(
                 break;
             }
             let n = chunk.len();
-            write_batch(train, chunk, norm, &mut images, &mut labels);
+            write_batch_on_team(train, chunk, norm, &mut images, &mut labels);
             let (loss, ok) =
                 sgd.forward_backward_step(model, &images[..n * image_len], &labels[..n], n, &mut ws)?;
             if !loss.is_finite() {
@@ -237,6 +237,19 @@ pub fn train(
         report.epochs.push(stats);
     }
     Ok(report)
+}
+
+/// [`write_batch`] with the batch cut between the team's threads: on one thread,
+/// loading 64 shuffled images (their lines come from memory after a step has swept
+/// the caches) is ~30–50 µs during which the helper only spins.
+fn write_batch_on_team(ds: &Dataset, chunk: &[u32], norm: Normalize, images: &mut [f32], labels: &mut [u32]) {
+    let image_len = ds.image_len();
+    let per = chunk.len().div_ceil(kernels::team::threads().max(1)).max(1);
+    let parts: Vec<_> =
+        chunk.chunks(per).zip(images.chunks_mut(per * image_len)).zip(labels.chunks_mut(per)).collect();
+    kernels::team::for_each(parts, |_, ((indices, images), labels)| {
+        write_batch(ds, indices, norm, images, labels)
+    });
 }
 
 fn progress_bar(show: bool, len: usize, epoch: usize, epochs: usize) -> Option<indicatif::ProgressBar> {
