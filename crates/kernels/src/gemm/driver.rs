@@ -171,7 +171,17 @@ pub unsafe fn run(p: Problem, parallel: bool) {
     // instead of a slab of every column, which the same thread then meets again in the
     // next pass (an MLP's weight gradient, 784 × 600 in kernel orientation, is split by
     // output neuron as its forward pass and its SGD update are).
-    let along_n = n >= m || (p.c.rs == 1 && m <= 2 * n);
+    //
+    // But when B is read in place (`in_place_b`, probed on its first block), splitting
+    // along m leaves each thread packing only its own rows of A and nothing of B, where
+    // along n each would pack all of A: square 512 at 2 threads +10%, 1024 +3%. It needs
+    // rows enough for two tiles a thread (conv2 lowered, m = 16, stays along n).
+    let b_in_place = threads > 1 && tiles_m >= 2 * threads && {
+        let kc = blocking.kc_for(k).min(k);
+        let scan = zero_steps::words(kc) <= MAX_MASK_WORDS;
+        in_place_b(&p, 0, 0, kc, n.min(blocking.nc), scan).is_some()
+    };
+    let along_n = !b_in_place && (n >= m || (p.c.rs == 1 && m <= 2 * n));
     // Rows are handed out a vector (`LANES`) at a time rather than a tile: m = 600 is
     // 12.5 tiles, and whole tiles would give one thread 6 and the other 6.5; vectors
     // give each 6 tiles and a one-vector edge. Every element's sum is the same whichever
@@ -317,8 +327,6 @@ fn in_place_b(
             return None;
         }
     }
-    #[cfg(test)]
-    IN_PLACE_BLOCKS.with(|c| c.set(c.get() + 1));
     Some((origin, nc / NR))
 }
 
@@ -353,6 +361,8 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
             let scan = kc > 0 && words <= MAX_MASK_WORDS;
             let b_panels = match in_place_b(p, pc, jc, kc, nc, scan) {
                 Some((origin, full)) => {
+                    #[cfg(test)]
+                    IN_PLACE_BLOCKS.with(|c| c.set(c.get() + 1));
                     if full * NR < nc {
                         // SAFETY: the columns past the last full panel are inside B;
                         // b_pack holds kc_max · nc_max ≥ kc · NR floats.
