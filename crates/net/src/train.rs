@@ -244,7 +244,7 @@ pub fn train(
 /// the caches) is ~30–50 µs during which the helper only spins.
 fn write_batch_on_team(ds: &Dataset, chunk: &[u32], norm: Normalize, images: &mut [f32], labels: &mut [u32]) {
     let image_len = ds.image_len();
-    let per = chunk.len().div_ceil(kernels::team::threads().max(1)).max(1);
+    let per = chunk.len().div_ceil(kernels::team::threads()).max(1);
     let parts: Vec<_> =
         chunk.chunks(per).zip(images.chunks_mut(per * image_len)).zip(labels.chunks_mut(per)).collect();
     kernels::team::for_each(parts, |_, ((indices, images), labels)| {

@@ -300,8 +300,8 @@ fn take_buffer(cell: &'static std::thread::LocalKey<Cell<Vec<V>>>, len: usize) -
 /// the block is at least [`IN_PLACE_B_MIN_NC`] wide, and its first micro-panel has
 /// few zero steps (the probe of `scan_panels`, when `scan`). The microkernel then
 /// broadcasts from `NR` column pointers, as the `gemm` crate does. This saves the
-/// transposing copy of a block that does not fit in L2 next to A~ (square 512 and
-/// 1024 at 1 thread: +4%), but each broadcast costs an address addition (LLVM chains
+/// transposing copy of a block that does not fit in L2 next to A~ (squares at 1
+/// thread: +3% at 512, +1.6% at 1024), but each broadcast costs an address addition (LLVM chains
 /// the `NR` column addresses), so narrow blocks, whose pack is cheap, stay packed
 /// (n = 64, an MLP batch: −3% read in place), and so do blocks with zero steps to skip
 /// (the first layer's inputs in inference: −7% read in place, even with the skips).
