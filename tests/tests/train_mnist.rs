@@ -11,7 +11,8 @@ use net::{Init, Model, TrainConfig, evaluate, train};
 #[test]
 #[ignore = "needs MNIST: run with cargo xtask test"]
 fn mlp_one_epoch_reaches_93_percent() -> anyhow::Result<()> {
-    let data = mnist_io::Mnist::open(&mnist_dir())?;
+    // Resident, as `cargo xtask train` has it: the shuffled batches read a copy on huge pages.
+    let data = mnist_io::Mnist::open(&mnist_dir())?.into_resident()?;
     let mut model = Model::from_spec("mlp:784-128-10", [1, 28, 28], 10, Init::PyTorchDefault, 7)?;
     let cfg =
         TrainConfig { epochs: 1, batch: 64, lr: 0.05, momentum: 0.9, seed: 7, ..TrainConfig::default() };

@@ -173,8 +173,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "rewind" => Strategy::Rewind { snapshot: rewind_point(args, &model, &meta)? },
         other => bail!("--strategy {other}: expected one of {}", prune::strategy::NAMES),
     };
-    let mnist =
-        mnist_io::Mnist::open(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
+    let mnist = mnist_io::Mnist::open(&args.data)
+        .and_then(mnist_io::Mnist::into_resident)
+        .with_context(|| format!("opening {}", args.data.display()))?;
     let (rows, cols) = mnist.train.image_dims();
     if model.input_shape() != [1, rows, cols] {
         bail!(

@@ -107,8 +107,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("--epochs 0: expected at least 1 epoch (use --max-batches for less than one)");
     }
     let dir = data_dir(&args.data);
-    let data =
-        mnist_io::Mnist::open(&dir).with_context(|| format!("opening the dataset in {}", dir.display()))?;
+    let data = mnist_io::Mnist::open(&dir)
+        .and_then(mnist_io::Mnist::into_resident)
+        .with_context(|| format!("opening the dataset in {}", dir.display()))?;
     let (rows, cols) = data.train.image_dims();
     let classes = data.train.num_classes().max(data.test.num_classes());
     let init = parse_init(&args.init)?;

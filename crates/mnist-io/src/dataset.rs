@@ -10,7 +10,8 @@ use crate::idx::{IdxFile, Kind};
 ///
 /// Images are `u8` pixels, row-major, `rows × cols` each, one after the other;
 /// labels are one `u8` per image. Both are borrowed views of the map of a raw file
-/// (no pixel is copied), or of the decompressed bytes of a `.gz` file.
+/// (no pixel is copied), or of the decompressed bytes of a `.gz` file, or, after
+/// [`Dataset::into_resident`], of a copy on huge pages.
 pub struct Dataset {
     images: IdxFile,
     labels: IdxFile,
@@ -72,6 +73,26 @@ impl Dataset {
         })
     }
 
+    /// The same dataset with its bytes copied into memory backed, where the kernel
+    /// allows it, by transparent huge pages (2 MiB instead of 4 KiB): for a set that is
+    /// read in shuffled order, as a training set is. Costs one copy of the files
+    /// (47 MB for MNIST's training images, a few tens of milliseconds) and that much
+    /// memory; the file's own pages may then leave the page cache.
+    ///
+    /// Why: each image of a shuffled batch lies on its own 4 KiB page, and after a
+    /// training step has swept the TLB, each of the batch's 64 pages costs a page walk
+    /// that itself misses the caches (two-level, under virtualisation). On the 2-vCPU
+    /// KVM Xeon of the README, with an 8 MB sweep between batches of 64, writing a batch
+    /// took a median of 200 µs from the map and 20 µs from huge pages (~8% of a
+    /// one-thread MLP-600 step).
+    ///
+    /// # Errors
+    /// [`IdxError::Io`] naming the file when the memory cannot be allocated or
+    /// protected.
+    pub fn into_resident(self) -> Result<Dataset, IdxError> {
+        Ok(Dataset { images: self.images.into_resident()?, labels: self.labels.into_resident()?, ..self })
+    }
+
     /// Number of images (and labels).
     pub fn len(&self) -> usize {
         self.len
@@ -98,12 +119,12 @@ impl Dataset {
     }
 
     /// All images: `len · rows · cols` bytes, image after image, each row-major
-    /// `rows × cols`. Borrowed from the map; nothing is copied.
+    /// `rows × cols`. Borrowed; nothing is copied.
     pub fn images(&self) -> &[u8] {
         self.images.data()
     }
 
-    /// All labels: `len` bytes, borrowed from the map.
+    /// All labels: `len` bytes, borrowed.
     pub fn labels(&self) -> &[u8] {
         self.labels.data()
     }
@@ -203,6 +224,14 @@ impl Mnist {
             Dataset::open(&find(dir, TEST_IMAGES, "test images")?, &find(dir, TEST_LABELS, "test labels")?)?;
         Ok(Mnist { train, test })
     }
+
+    /// Both sets copied onto huge pages: see [`Dataset::into_resident`].
+    ///
+    /// # Errors
+    /// As [`Dataset::into_resident`].
+    pub fn into_resident(self) -> Result<Mnist, IdxError> {
+        Ok(Mnist { train: self.train.into_resident()?, test: self.test.into_resident()? })
+    }
 }
 
 /// The names under which a standard file may be found, in order of preference.
@@ -273,6 +302,26 @@ mod tests {
         assert_eq!(gz.image_dims(), (3, 1));
         assert_eq!(gz.num_classes(), 256);
         assert!(matches!(gz.images.bytes_kind(), "heap"));
+    }
+
+    #[test]
+    fn a_resident_copy_holds_the_same_bytes_whether_mapped_or_decompressed() {
+        let images = images_bytes(5, 2, 3);
+        let labels = labels_bytes(&[4, 0, 1, 9, 2]);
+        for (images, labels) in [(images.clone(), labels.clone()), (gzip(&images), gzip(&labels))] {
+            let (_dir, ds) = open_bytes(&images, &labels);
+            let ds = ds.unwrap();
+            let (want_images, want_labels) = (ds.images().to_vec(), ds.labels().to_vec());
+            let resident = ds.into_resident().unwrap();
+            assert!(matches!(resident.images.bytes_kind(), "resident"));
+            assert!(matches!(resident.labels.bytes_kind(), "resident"));
+            assert_eq!(resident.images(), want_images);
+            assert_eq!(resident.labels(), want_labels);
+            assert_eq!((resident.len(), resident.image_dims(), resident.num_classes()), (5, (2, 3), 10));
+            // A second call keeps the copy it has.
+            let ptr = resident.images().as_ptr();
+            assert_eq!(resident.into_resident().unwrap().images().as_ptr(), ptr);
+        }
     }
 
     #[test]

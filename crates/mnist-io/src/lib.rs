@@ -2,7 +2,9 @@
 //!
 //! Owns: parsing and validating IDX headers; mapping the files (memmap2) and
 //! handing out borrowed `&[u8]` views of images and labels without copying; `.gz`
-//! files (decompressed into memory, as a compressed file cannot be mapped);
+//! files (decompressed into memory, as a compressed file cannot be mapped); on
+//! request, a copy on huge pages for sets read in shuffled order
+//! ([`Dataset::into_resident`]);
 //! seeded train/validation splits and shuffled mini-batches written as normalised
 //! `f32` into a caller's buffer.
 //!
@@ -14,7 +16,8 @@
 //! ```no_run
 //! # use std::path::Path;
 //! use mnist_io::{Mnist, Normalize, shuffled, split, write_batch};
-//! let mnist = Mnist::open(Path::new("data/mnist"))?;
+//! // Shuffled batches read faster from a copy on huge pages than from the map.
+//! let mnist = Mnist::open(Path::new("data/mnist"))?.into_resident()?;
 //! let parts = split(mnist.train.len(), 10_000, 42);
 //! let batch = 64;
 //! let mut images = vec![0.0f32; batch * mnist.train.image_len()];

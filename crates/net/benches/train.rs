@@ -68,7 +68,9 @@ fn main() {
     let dir = std::env::var_os("ACTPRUNE_MNIST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist"));
-    let data = mnist_io::Mnist::open(&dir).unwrap_or_else(|e| panic!("MNIST in {}: {e}", dir.display()));
+    let data = mnist_io::Mnist::open(&dir)
+        .and_then(mnist_io::Mnist::into_resident)
+        .unwrap_or_else(|e| panic!("MNIST in {}: {e}", dir.display()));
     let indices: Vec<u32> = (0..data.train.len() as u32).collect();
     let (reps, max_batches) = if quick { (1, Some(200)) } else { (3, None) };
     if !json {

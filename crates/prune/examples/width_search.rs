@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         other => return Err(format!("strategy {other}: expected finetune or reinit").into()),
     };
     let cache = std::env::var_os("WIDE_CACHE").map(PathBuf::from);
-    let mnist = mnist_io::Mnist::open(&dir)?;
+    let mnist = mnist_io::Mnist::open(&dir)?.into_resident()?;
     let env = |name: &str| std::env::var(name).ok();
     let weight_decay: f32 = env("WEIGHT_DECAY").map_or(Ok(0.0), |s| s.parse())?;
     let seed: u64 = env("SEED").map_or(Ok(0), |s| s.parse())?;

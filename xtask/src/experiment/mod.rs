@@ -86,8 +86,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             d
         }
     };
-    let mnist =
-        mnist_io::Mnist::open(&data).with_context(|| format!("opening the dataset in {}", data.display()))?;
+    let mnist = mnist_io::Mnist::open(&data)
+        .and_then(mnist_io::Mnist::into_resident)
+        .with_context(|| format!("opening the dataset in {}", data.display()))?;
     let (h, w) = mnist.train.image_dims();
     let classes = mnist.train.num_classes().max(mnist.test.num_classes());
     let seeds = args.seeds.unwrap_or_else(|| recipes::default_seeds(args.quick));
