@@ -1,5 +1,6 @@
 //! The BLIS loop nest around the microkernel, per-thread packing buffers, and the
-//! split of C between threads.
+//! split of C between threads (fixed blocks, or chunks claimed from per-thread shares
+//! when the operand every thread needs packs small).
 //!
 //! Everything here is in *kernel orientation*: `gemm` has already transposed the
 //! problem (`Cᵀ = Bᵀ·Aᵀ`) when that makes the columns of C contiguous, so the
@@ -8,6 +9,7 @@
 use std::cell::Cell;
 
 use super::blocking::Blocking;
+use super::claims::Claims;
 use super::microkernel::{LANES, MR, MV, NR, TileOut, V, tile};
 use super::pack::{pack_a, pack_b};
 use super::view::{RawMut, RawRef};
@@ -38,6 +40,16 @@ const IN_PLACE_B_MIN_NC: usize = 256;
 /// costs under 1% of the block's work even when it finds nothing (the weights of a
 /// forward pass). The first layer's weight gradient (`Xᵀ·dY`, `nc` = 600) qualifies.
 const SCAN_A_MIN_NC: usize = 256;
+
+/// The operand that every thread of a split product needs in full (B when C is split
+/// by rows, A when by columns) is packed once per thread and kept for the whole
+/// region, and the split side is then handed out in chunks ([`Claims`]), when that
+/// operand packs into at most this many floats (1 MiB): the MLP's products at batch
+/// 64 (at most 784 × 64), not the squares.
+const SHARED_PACK_MAX: usize = 1 << 18;
+
+/// Columns of C per claimed chunk, in `NR`-wide panels: 600 columns are 19 chunks.
+const CLAIM_PANELS: usize = 4;
 
 /// The epilogue in kernel orientation, with raw pointers so that it can be cut into
 /// blocks like C.
@@ -139,10 +151,16 @@ unsafe fn offset(p: *const f32, i: usize) -> *const f32 {
 
 /// Runs `p`, on [`team::threads`] threads when `parallel` and the product is big enough.
 ///
-/// C is cut into as many blocks as the pool has threads, along its longer side in
-/// whole tiles (`MR` rows or `NR` columns), so every tile and every k-block is the
-/// same as on one thread: each element is summed by one thread in the same order,
-/// and the result is bit-identical for any thread count.
+/// C is cut between the pool's threads along its longer side (rows a vector, `LANES`,
+/// at a time, or columns a micro-panel, `NR`, at a time). Each element is summed by
+/// one thread, through the same k-blocks in the same order as on one thread, so the
+/// result is bit-identical for any thread count and any split.
+///
+/// When the operand that every thread needs in full packs small
+/// ([`SHARED_PACK_MAX`]), each thread packs it once and the split side is handed out
+/// in chunks from per-thread shares ([`Claims`]: the MLP's products at batch 64, where
+/// a fixed split left each thread waiting 6–13% of a training step for the other);
+/// otherwise each thread takes a fixed block.
 ///
 /// # Safety
 /// Every view of `p` must be valid (A, B, biases, mask readable, C writable and not
@@ -193,6 +211,37 @@ pub unsafe fn run(p: Problem, parallel: bool) {
         unsafe { serial(&p, blocking) };
         return;
     }
+    // The operand every part needs in full, kept packed for the region, so that the
+    // split side can be claimed a chunk at a time (see `claims`).
+    let shared_pack = if along_n {
+        m.div_ceil(MR) * MR * k
+    } else if !b_in_place && n <= blocking.nc {
+        n.div_ceil(NR) * NR * k
+    } else {
+        usize::MAX
+    };
+    let chunk = if along_n { CLAIM_PANELS } else { MV };
+    if shared_pack <= SHARED_PACK_MAX
+        && let Some(claims) = Claims::new(units, parts, chunk)
+    {
+        let part = |t| {
+            // SAFETY: the claims hand each unit of C to one part; the caller's contract.
+            unsafe {
+                if along_n {
+                    claimed_cols(&p, blocking, &claims, t)
+                } else {
+                    claimed_rows(&p, blocking, &claims, t)
+                }
+            }
+        };
+        #[cfg(test)]
+        if let Some(order) = PART_ORDER.get() {
+            order.iter().for_each(|&t| part(t));
+            return;
+        }
+        team::run(parts, &part);
+        return;
+    }
     team::run(parts, &|t| {
         let (t0, t1) = (t * units / parts, (t + 1) * units / parts);
         // SAFETY: parts ≤ tiles ≤ units, so each part is a non-empty range of whole units
@@ -222,6 +271,12 @@ thread_local! {
     static SKIPPED: Cell<usize> = const { Cell::new(0) };
     /// B blocks this thread read in place, so that tests can see which path ran.
     static IN_PLACE_BLOCKS: Cell<usize> = const { Cell::new(0) };
+    /// When set, a claimed split runs its parts on this thread, one after another in
+    /// this order, instead of on the team: the first part then takes every chunk,
+    /// its own share's from the front and the others' from the back.
+    static PART_ORDER: Cell<Option<&'static [usize]>> = const { Cell::new(None) };
+    /// Chunks this thread computed through `claimed_rows` or `claimed_cols`.
+    static CLAIMED_CHUNKS: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Scans `panels` micro-panels of `kc` steps each into `masks` (`words(kc)` per
@@ -345,157 +400,28 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
     let b_pack = b_buf.as_mut_ptr().cast::<f32>();
     let mut a_masks = MASK_A.with(Cell::take);
     let mut b_masks = MASK_B.with(Cell::take);
-    // One tile's steps (the AND of its two panels' masks), rewritten for each tile that
-    // skips.
     let mut tile_steps = [0u64; MAX_MASK_WORDS];
 
     // LOOP 5: split n into nc parts (B~ in L3).
     for jc in (0..n).step_by(blocking.nc) {
         let nc = blocking.nc.min(n - jc);
-        // LOOP 4: split k into kc parts; pack B (B~ is kc × nc). Runs once when k = 0,
-        // so that C still gets β·C and the epilogue.
-        let mut pc = 0;
-        loop {
-            let kc = kc_max.min(k - pc);
-            let words = zero_steps::words(kc);
-            let scan = kc > 0 && words <= MAX_MASK_WORDS;
-            let b_panels = match in_place_b(p, pc, jc, kc, nc, scan) {
-                Some((origin, full)) => {
-                    #[cfg(test)]
-                    IN_PLACE_BLOCKS.with(|c| c.set(c.get() + 1));
-                    if full * NR < nc {
-                        // SAFETY: the columns past the last full panel are inside B;
-                        // b_pack holds kc_max · nc_max ≥ kc · NR floats.
-                        unsafe { pack_b(p.b.block(pc, jc + full * NR, kc, nc - full * NR), b_pack) };
-                    }
-                    BPanels::InPlace { origin, cs: p.b.cs, full, partial: b_pack }
-                }
-                None => {
-                    // SAFETY: the block is inside B; b_pack holds kc_max · nc_max ≥ kc · ⌈nc/NR⌉·NR floats.
-                    unsafe { pack_b(p.b.block(pc, jc, kc, nc), b_pack) };
-                    BPanels::Packed(b_pack)
-                }
-            };
-            // A B read in place has no zero steps worth skipping (`in_place_b` probed it).
-            let b_skips = scan
-                && matches!(b_panels, BPanels::Packed(_))
-                && scan_panels(nc.div_ceil(NR), kc, &mut b_masks, true, |s, mask| {
-                    // SAFETY: pack_b wrote ⌈nc/NR⌉ micro-panels of kc · NR values.
-                    unsafe { zero_steps::scan::<NR>(b_pack.add(s * NR * kc), kc, mask) }
-                });
-            // Later k-blocks accumulate onto what the first wrote.
-            let beta = if pc == 0 { p.beta } else { 1.0 };
-            let last = pc + kc >= k;
+        // LOOP 4: split k into kc parts; pack B (B~ is kc × nc).
+        for (pc, kc) in k_blocks(k, kc_max) {
+            // SAFETY: the block is inside B; b_pack holds kc_max · nc_max floats.
+            let (panels, b_skips) = unsafe { prepare_b(p, pc, jc, kc, nc, true, b_pack, &mut b_masks) };
             // LOOP 3: split m into mc parts; pack A (A~ is mc × kc, in L2).
             for ic in (0..m).step_by(blocking.mc) {
                 let mc = blocking.mc.min(m - ic);
                 // A is read in place when its columns are contiguous and this block of A
                 // meets a single B micro-panel: packing would copy it only to read it once
                 // (n = 6 of a LeNet conv1 GEMM). Only a partial last micro-panel is packed.
-                let direct_a = p.a.rs == 1 && nc <= NR;
-                if !direct_a {
-                    // SAFETY: the block is inside A; a_pack holds mc_max · kc_max ≥ ⌈mc/MR⌉·MR · kc floats.
-                    unsafe { pack_a(p.a.block(ic, pc, mc, kc), a_pack) };
-                }
-                let a_skips = scan
-                    && !direct_a
-                    && nc >= SCAN_A_MIN_NC
-                    && scan_panels(mc.div_ceil(MR), kc, &mut a_masks, true, |s, mask| {
-                        // SAFETY: pack_a wrote ⌈mc/MR⌉ micro-panels of kc · MR values.
-                        unsafe { zero_steps::scan::<MR>(a_pack.add(s * MR * kc), kc, mask) }
-                    });
-                // LOOP 2: split nc into NR-wide micro-panels of B~ (each stays in L1).
-                for jr in (0..nc).step_by(NR) {
-                    let (j, cols) = (jc + jr, NR.min(nc - jr));
-                    // LOOP 1: split mc into MR-high micro-panels of A~.
-                    for ir in (0..mc).step_by(MR) {
-                        let (i, rows) = (ic + ir, MR.min(mc - ir));
-                        // SAFETY: (i, j) is inside C and the tile's rows × cols too; the
-                        // micro-panels start at ir·kc and jr·kc of the packed blocks, or
-                        // at (i, pc) of A read in place (rs == 1, rows == MR: the MR values
-                        // of each of the kc steps are inside A).
-                        unsafe {
-                            let out = TileOut {
-                                c: p.c.ptr.add(i * p.c.rs + j * p.c.cs),
-                                c_rs: p.c.rs,
-                                c_cs: p.c.cs,
-                                rows,
-                                cols,
-                                alpha: p.alpha,
-                                beta,
-                                last,
-                                bias_row: offset(p.tail.bias_row, i),
-                                bias_col: offset(p.tail.bias_col, j),
-                                relu: p.tail.relu,
-                                mask: p
-                                    .tail
-                                    .mask
-                                    .map_or(core::ptr::null(), |mk| mk.ptr.add(i * mk.rs + j * mk.cs)),
-                                mask_rs: p.tail.mask.map_or(0, |mk| mk.rs),
-                                mask_cs: p.tail.mask.map_or(0, |mk| mk.cs),
-                                descend: p
-                                    .tail
-                                    .descend
-                                    .map_or(core::ptr::null_mut(), |(d, _)| d.ptr.add(i * d.rs + j * d.cs)),
-                                descend_rs: p.tail.descend.map_or(0, |(d, _)| d.rs),
-                                descend_cs: p.tail.descend.map_or(0, |(d, _)| d.cs),
-                                descend_scale: p.tail.descend.map_or(0.0, |(_, s)| s),
-                            };
-                            let (a_panel, a_step) = if !direct_a {
-                                (a_pack.add(ir * kc).cast_const(), MR)
-                            } else if rows == MR {
-                                (p.a.ptr.add(i + pc * p.a.cs), p.a.cs)
-                            } else {
-                                pack_a(p.a.block(i, pc, rows, kc), a_pack);
-                                (a_pack.cast_const(), MR)
-                            };
-                            // The steps this tile needs: those where neither micro-panel is
-                            // all zeros.
-                            let steps = &mut tile_steps[..words];
-                            let skip = (a_skips || b_skips) && {
-                                // A side that was not scanned keeps every step.
-                                let (a0, b0) = ((ir / MR) * words, (jr / NR) * words);
-                                let mut kept = 0;
-                                for (w, step) in steps.iter_mut().enumerate() {
-                                    let a_word = if a_skips { a_masks[a0 + w] } else { u64::MAX };
-                                    let b_word = if b_skips { b_masks[b0 + w] } else { u64::MAX };
-                                    *step = a_word & b_word;
-                                    kept += step.count_ones() as usize;
-                                }
-                                #[cfg(test)]
-                                SKIPPED.with(|s| s.set(s.get() + kc - kept));
-                                zero_steps::worth_skipping(kept, kc)
-                            };
-                            // The bottom edge runs the narrowest kernel that covers its rows.
-                            let steps = if skip { Some(&*steps) } else { None };
-                            let (b_panel, b_step, b_cs) = b_panels.get(jr / NR, kc);
-                            // A strided B is its own instantiation of each kernel.
-                            macro_rules! tile_of {
-                                ($m:expr) => {
-                                    if b_cs != 1 {
-                                        tile::<$m, true>(
-                                            kc, steps, a_panel, a_step, b_panel, b_step, b_cs, &out,
-                                        )
-                                    } else {
-                                        tile::<$m, false>(
-                                            kc, steps, a_panel, a_step, b_panel, b_step, 1, &out,
-                                        )
-                                    }
-                                };
-                            }
-                            match rows.div_ceil(LANES) {
-                                1 => tile_of!(1),
-                                2 if MV > 2 => tile_of!(2),
-                                3 if MV > 3 => tile_of!(3),
-                                _ => tile_of!(MV),
-                            }
-                        }
-                    }
-                }
-            }
-            pc += kc;
-            if pc >= k {
-                break;
+                let direct = p.a.rs == 1 && nc <= NR;
+                // SAFETY: the block is inside A; a_pack holds mc_max · kc_max floats.
+                let a_skips = unsafe { prepare_a(p, ic, pc, mc, kc, direct, nc, a_pack, &mut a_masks) };
+                let a = ABlock { ic, mc, pack: a_pack, direct, masks: &a_masks, skips: a_skips };
+                let b = BBlock { jc, nc, panels, masks: &b_masks, skips: b_skips };
+                // SAFETY: both blocks were prepared above for (pc, kc).
+                unsafe { macro_kernel(p, pc, kc, &a, &b, a_pack, &mut tile_steps) };
             }
         }
     }
@@ -503,6 +429,329 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
     PACK_B.with(|c| c.set(b_buf));
     MASK_A.with(|c| c.set(a_masks));
     MASK_B.with(|c| c.set(b_masks));
+}
+
+/// C split by rows, every part packing all of B once: part `part` packs each k-block of
+/// B (kept for the region), then computes the row chunks (`LANES` rows a unit) that
+/// `claims` hands it, each through every k-block in order.
+///
+/// # Safety
+/// As [`run`]; `claims` must deal C's rows in `LANES` units, and the parts of the region
+/// must share one `claims`.
+unsafe fn claimed_rows(p: &Problem, blocking: Blocking, claims: &Claims, part: usize) {
+    let (m, n, k) = (p.c.rows, p.c.cols, p.a.cols);
+    let kc_max = blocking.kc_for(k);
+    let n_pad = n.div_ceil(NR) * NR;
+    let mc_max = blocking.mc.min(m.div_ceil(MR) * MR);
+    let mut b_buf = take_buffer(&PACK_B, k.max(1) * n_pad);
+    let mut a_buf = take_buffer(&PACK_A, mc_max * kc_max);
+    let b_pack = b_buf.as_mut_ptr().cast::<f32>();
+    let a_pack = a_buf.as_mut_ptr().cast::<f32>();
+    let mut a_masks = MASK_A.with(Cell::take);
+    let mut tile_steps = [0u64; MAX_MASK_WORDS];
+    // B~ of k-block (pc, kc) is kc · n_pad floats at pc · n_pad.
+    let b_blocks: Vec<_> = k_blocks(k, kc_max)
+        .map(|(pc, kc)| {
+            let mut masks = Vec::new();
+            // SAFETY: the block is inside B; b_pack holds k · n_pad floats, this block's
+            // kc · n_pad from pc · n_pad.
+            let (panels, skips) =
+                unsafe { prepare_b(p, pc, 0, kc, n, false, b_pack.add(pc * n_pad), &mut masks) };
+            (pc, kc, panels, skips, masks)
+        })
+        .collect();
+    while let Some(units) = claims.next(part) {
+        #[cfg(test)]
+        CLAIMED_CHUNKS.with(|c| c.set(c.get() + 1));
+        let (i0, i1) = (units.start * LANES, (units.end * LANES).min(m));
+        for (pc, kc, panels, skips, masks) in &b_blocks {
+            let b = BBlock { jc: 0, nc: n, panels: *panels, masks, skips: *skips };
+            for ic in (i0..i1).step_by(blocking.mc) {
+                let mc = blocking.mc.min(i1 - ic);
+                let direct = p.a.rs == 1 && n <= NR;
+                // SAFETY: the rows are inside A; a_pack holds mc_max · kc_max floats.
+                let a_skips = unsafe { prepare_a(p, ic, *pc, mc, *kc, direct, n, a_pack, &mut a_masks) };
+                let a = ABlock { ic, mc, pack: a_pack, direct, masks: &a_masks, skips: a_skips };
+                // SAFETY: both blocks are prepared for (pc, kc).
+                unsafe { macro_kernel(p, *pc, *kc, &a, &b, a_pack, &mut tile_steps) };
+            }
+        }
+    }
+    PACK_A.with(|c| c.set(a_buf));
+    PACK_B.with(|c| c.set(b_buf));
+    MASK_A.with(|c| c.set(a_masks));
+}
+
+/// C split by columns, every part packing all of A once: part `part` packs every
+/// k-block of A (all `m` rows, kept for the region), then computes the column chunks
+/// (`NR` columns a unit) that `claims` hands it, packing their B~ and running each
+/// through every k-block in order.
+///
+/// # Safety
+/// As [`claimed_rows`], with C's columns dealt in `NR` units.
+unsafe fn claimed_cols(p: &Problem, blocking: Blocking, claims: &Claims, part: usize) {
+    let (m, n, k) = (p.c.rows, p.c.cols, p.a.cols);
+    let kc_max = blocking.kc_for(k);
+    let m_pad = m.div_ceil(MR) * MR;
+    let nc_max = (claims.chunk() * NR).min(n.div_ceil(NR) * NR);
+    let mut a_buf = take_buffer(&PACK_A, k.max(1) * m_pad);
+    let mut b_buf = take_buffer(&PACK_B, kc_max * nc_max);
+    let a_pack = a_buf.as_mut_ptr().cast::<f32>();
+    let b_pack = b_buf.as_mut_ptr().cast::<f32>();
+    let mut b_masks = MASK_B.with(Cell::take);
+    let mut tile_steps = [0u64; MAX_MASK_WORDS];
+    // A~ of k-block (pc, kc) is m_pad · kc floats at pc · m_pad; its rows from ic (a
+    // multiple of MR) start at ic · kc within it.
+    let a_blocks: Vec<_> = k_blocks(k, kc_max)
+        .map(|(pc, kc)| {
+            let mut masks = Vec::new();
+            // SAFETY: the block is inside A; a_pack holds k · m_pad floats, this block's
+            // m_pad · kc from pc · m_pad.
+            let skips = unsafe { prepare_a(p, 0, pc, m, kc, false, n, a_pack.add(pc * m_pad), &mut masks) };
+            (pc, kc, skips, masks)
+        })
+        .collect();
+    while let Some(units) = claims.next(part) {
+        #[cfg(test)]
+        CLAIMED_CHUNKS.with(|c| c.set(c.get() + 1));
+        let (j0, j1) = (units.start * NR, (units.end * NR).min(n));
+        for (pc, kc, a_skips, a_masks) in &a_blocks {
+            let (pc, kc) = (*pc, *kc);
+            // SAFETY: the columns are inside B; b_pack holds kc_max · nc_max floats.
+            let (panels, b_skips) = unsafe { prepare_b(p, pc, j0, kc, j1 - j0, false, b_pack, &mut b_masks) };
+            let b = BBlock { jc: j0, nc: j1 - j0, panels, masks: &b_masks, skips: b_skips };
+            let words = zero_steps::words(kc);
+            for ic in (0..m).step_by(blocking.mc) {
+                let mc = blocking.mc.min(m - ic);
+                let masks = if *a_skips { &a_masks[(ic / MR) * words..] } else { &a_masks[..] };
+                // SAFETY: rows ic.. of this k-block's A~ start at pc · m_pad + ic · kc.
+                let pack = unsafe { a_pack.add(pc * m_pad + ic * kc) };
+                let a = ABlock { ic, mc, pack, direct: false, masks, skips: *a_skips };
+                // SAFETY: both blocks are prepared for (pc, kc).
+                unsafe { macro_kernel(p, pc, kc, &a, &b, pack, &mut tile_steps) };
+            }
+        }
+    }
+    PACK_A.with(|c| c.set(a_buf));
+    PACK_B.with(|c| c.set(b_buf));
+    MASK_B.with(|c| c.set(b_masks));
+}
+
+/// The k-blocks `(pc, kc)` of LOOP 4: `⌈k / kc_max⌉` of them, or one empty block when
+/// k = 0, so that C still gets β·C and the epilogue.
+fn k_blocks(k: usize, kc_max: usize) -> impl Iterator<Item = (usize, usize)> {
+    let step = kc_max.max(1);
+    (0..k.max(1)).step_by(step).map(move |pc| (pc, step.min(k - pc.min(k))))
+}
+
+/// A prepared block of A: packed into A~ (or read in place) with its zero-step masks.
+struct ABlock<'a> {
+    /// First row of the block in C.
+    ic: usize,
+    /// Rows of the block.
+    mc: usize,
+    /// A~, `⌈mc / MR⌉` micro-panels of `kc · MR` values (unused when `direct`).
+    pack: *mut f32,
+    /// A is read in place (see [`serial`]).
+    direct: bool,
+    /// Zero-step masks of A~'s micro-panels, from the block's first.
+    masks: &'a [u64],
+    /// Whether the masks are worth consulting.
+    skips: bool,
+}
+
+/// A prepared block of B: its micro-panels (packed or in place) and zero-step masks.
+#[derive(Clone, Copy)]
+struct BBlock<'a> {
+    /// First column of the block in C.
+    jc: usize,
+    /// Columns of the block.
+    nc: usize,
+    panels: BPanels,
+    /// Zero-step masks of B~'s micro-panels, from the block's first.
+    masks: &'a [u64],
+    /// Whether the masks are worth consulting.
+    skips: bool,
+}
+
+/// Packs the `kc × nc` block of B at `(pc, jc)` into `pack` (or, when `allow_in_place`,
+/// finds it readable in place) and scans its zero steps into `masks`. Returns where
+/// its micro-panels are and whether the masks are worth consulting.
+///
+/// # Safety
+/// The block must lie inside B, and `pack` must be valid for `kc · ⌈nc/NR⌉ · NR` writes.
+#[allow(clippy::too_many_arguments)]
+unsafe fn prepare_b(
+    p: &Problem,
+    pc: usize,
+    jc: usize,
+    kc: usize,
+    nc: usize,
+    allow_in_place: bool,
+    pack: *mut f32,
+    masks: &mut Vec<u64>,
+) -> (BPanels, bool) {
+    let scan = kc > 0 && zero_steps::words(kc) <= MAX_MASK_WORDS;
+    let in_place = if allow_in_place { in_place_b(p, pc, jc, kc, nc, scan) } else { None };
+    let panels = match in_place {
+        Some((origin, full)) => {
+            #[cfg(test)]
+            IN_PLACE_BLOCKS.with(|c| c.set(c.get() + 1));
+            if full * NR < nc {
+                // SAFETY: the columns past the last full panel are inside B; pack holds
+                // kc · ⌈nc/NR⌉ · NR ≥ kc · NR floats.
+                unsafe { pack_b(p.b.block(pc, jc + full * NR, kc, nc - full * NR), pack) };
+            }
+            BPanels::InPlace { origin, cs: p.b.cs, full, partial: pack }
+        }
+        None => {
+            // SAFETY: the block is inside B; the caller sized pack.
+            unsafe { pack_b(p.b.block(pc, jc, kc, nc), pack) };
+            BPanels::Packed(pack)
+        }
+    };
+    // A B read in place has no zero steps worth skipping (`in_place_b` probed it).
+    let skips = scan
+        && matches!(panels, BPanels::Packed(_))
+        && scan_panels(nc.div_ceil(NR), kc, masks, true, |s, mask| {
+            // SAFETY: pack_b wrote ⌈nc/NR⌉ micro-panels of kc · NR values.
+            unsafe { zero_steps::scan::<NR>(pack.add(s * NR * kc), kc, mask) }
+        });
+    (panels, skips)
+}
+
+/// Packs the `mc × kc` block of A at `(ic, pc)` into `pack` unless `direct`, scanning
+/// its zero steps into `masks` when the block meets enough columns of B (`nc`). Returns
+/// whether the masks are worth consulting.
+///
+/// # Safety
+/// The block must lie inside A, and `pack` must be valid for `⌈mc/MR⌉ · MR · kc` writes.
+#[allow(clippy::too_many_arguments)]
+unsafe fn prepare_a(
+    p: &Problem,
+    ic: usize,
+    pc: usize,
+    mc: usize,
+    kc: usize,
+    direct: bool,
+    nc: usize,
+    pack: *mut f32,
+    masks: &mut Vec<u64>,
+) -> bool {
+    if direct {
+        return false;
+    }
+    // SAFETY: the caller's contract.
+    unsafe { pack_a(p.a.block(ic, pc, mc, kc), pack) };
+    let scan = kc > 0 && zero_steps::words(kc) <= MAX_MASK_WORDS;
+    scan && nc >= SCAN_A_MIN_NC
+        && scan_panels(mc.div_ceil(MR), kc, masks, true, |s, mask| {
+            // SAFETY: pack_a wrote ⌈mc/MR⌉ micro-panels of kc · MR values.
+            unsafe { zero_steps::scan::<MR>(pack.add(s * MR * kc), kc, mask) }
+        })
+}
+
+/// LOOPS 2 and 1 over one prepared A block and one prepared B block of the k-block
+/// `(pc, kc)`: every tile of C they cover. `scratch` takes the partial A micro-panel
+/// of a `direct` block (`MR · kc` floats).
+///
+/// # Safety
+/// Both blocks must have been prepared for `(pc, kc)` of `p` and still be in place.
+unsafe fn macro_kernel(
+    p: &Problem,
+    pc: usize,
+    kc: usize,
+    a: &ABlock<'_>,
+    b: &BBlock<'_>,
+    scratch: *mut f32,
+    tile_steps: &mut [u64; MAX_MASK_WORDS],
+) {
+    let k = p.a.cols;
+    let words = zero_steps::words(kc);
+    // Later k-blocks accumulate onto what the first wrote.
+    let beta = if pc == 0 { p.beta } else { 1.0 };
+    let last = pc + kc >= k;
+    // LOOP 2: split nc into NR-wide micro-panels of B~ (each stays in L1).
+    for jr in (0..b.nc).step_by(NR) {
+        let (j, cols) = (b.jc + jr, NR.min(b.nc - jr));
+        // LOOP 1: split mc into MR-high micro-panels of A~.
+        for ir in (0..a.mc).step_by(MR) {
+            let (i, rows) = (a.ic + ir, MR.min(a.mc - ir));
+            // SAFETY: (i, j) is inside C and the tile's rows × cols too; the
+            // micro-panels start at ir·kc and jr·kc of the packed blocks, or
+            // at (i, pc) of A read in place (rs == 1, rows == MR: the MR values
+            // of each of the kc steps are inside A).
+            unsafe {
+                let out = TileOut {
+                    c: p.c.ptr.add(i * p.c.rs + j * p.c.cs),
+                    c_rs: p.c.rs,
+                    c_cs: p.c.cs,
+                    rows,
+                    cols,
+                    alpha: p.alpha,
+                    beta,
+                    last,
+                    bias_row: offset(p.tail.bias_row, i),
+                    bias_col: offset(p.tail.bias_col, j),
+                    relu: p.tail.relu,
+                    mask: p.tail.mask.map_or(core::ptr::null(), |mk| mk.ptr.add(i * mk.rs + j * mk.cs)),
+                    mask_rs: p.tail.mask.map_or(0, |mk| mk.rs),
+                    mask_cs: p.tail.mask.map_or(0, |mk| mk.cs),
+                    descend: p
+                        .tail
+                        .descend
+                        .map_or(core::ptr::null_mut(), |(d, _)| d.ptr.add(i * d.rs + j * d.cs)),
+                    descend_rs: p.tail.descend.map_or(0, |(d, _)| d.rs),
+                    descend_cs: p.tail.descend.map_or(0, |(d, _)| d.cs),
+                    descend_scale: p.tail.descend.map_or(0.0, |(_, s)| s),
+                };
+                let (a_panel, a_step) = if !a.direct {
+                    (a.pack.add(ir * kc).cast_const(), MR)
+                } else if rows == MR {
+                    (p.a.ptr.add(i + pc * p.a.cs), p.a.cs)
+                } else {
+                    pack_a(p.a.block(i, pc, rows, kc), scratch);
+                    (scratch.cast_const(), MR)
+                };
+                // The steps this tile needs: those where neither micro-panel is
+                // all zeros.
+                let steps = &mut tile_steps[..words];
+                let skip = (a.skips || b.skips) && {
+                    // A side that was not scanned keeps every step.
+                    let (a0, b0) = ((ir / MR) * words, (jr / NR) * words);
+                    let mut kept = 0;
+                    for (w, step) in steps.iter_mut().enumerate() {
+                        let a_word = if a.skips { a.masks[a0 + w] } else { u64::MAX };
+                        let b_word = if b.skips { b.masks[b0 + w] } else { u64::MAX };
+                        *step = a_word & b_word;
+                        kept += step.count_ones() as usize;
+                    }
+                    #[cfg(test)]
+                    SKIPPED.with(|s| s.set(s.get() + kc - kept));
+                    zero_steps::worth_skipping(kept, kc)
+                };
+                // The bottom edge runs the narrowest kernel that covers its rows.
+                let steps = if skip { Some(&*steps) } else { None };
+                let (b_panel, b_step, b_cs) = b.panels.get(jr / NR, kc);
+                // A strided B is its own instantiation of each kernel.
+                macro_rules! tile_of {
+                    ($m:expr) => {
+                        if b_cs != 1 {
+                            tile::<$m, true>(kc, steps, a_panel, a_step, b_panel, b_step, b_cs, &out)
+                        } else {
+                            tile::<$m, false>(kc, steps, a_panel, a_step, b_panel, b_step, 1, &out)
+                        }
+                    };
+                }
+                match rows.div_ceil(LANES) {
+                    1 => tile_of!(1),
+                    2 if MV > 2 => tile_of!(2),
+                    3 if MV > 3 => tile_of!(3),
+                    _ => tile_of!(MV),
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -534,6 +783,51 @@ mod tests {
         IN_PLACE_BLOCKS.with(|c| c.set(0));
         gemm(1.0, a, b, 0.0, &mut cv, &Epilogue::NONE, Parallelism::None).unwrap();
         (c.iter().map(|x| x.to_bits()).collect(), IN_PLACE_BLOCKS.with(Cell::get))
+    }
+
+    /// C's bits from `a·b` with the parts of a 2-thread split run on this thread in
+    /// `order` (`None`: on one thread), and how many chunks were claimed.
+    fn split_bits(a: MatRef<'_>, b: MatRef<'_>, order: Option<&'static [usize]>) -> (Vec<u32>, usize) {
+        let mut c = vec![f32::NAN; a.rows() * b.cols()];
+        let mut cv = MatMut::row_major(&mut c, a.rows(), b.cols()).unwrap();
+        let bias: Vec<f32> = (0..b.cols()).map(|j| (j % 5) as f32 - 2.0).collect();
+        let epilogue = Epilogue { bias: crate::Bias::PerCol(&bias), relu: true, relu_mask: None };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let parallelism = if order.is_some() { Parallelism::Threads } else { Parallelism::None };
+        // Inside the pool: the hooks are the running thread's.
+        let chunks = pool.install(|| {
+            PART_ORDER.with(|o| o.set(order));
+            CLAIMED_CHUNKS.with(|c| c.set(0));
+            gemm(1.0, a, b, 0.0, &mut cv, &epilogue, parallelism).unwrap();
+            PART_ORDER.with(|o| o.set(None));
+            CLAIMED_CHUNKS.with(Cell::get)
+        });
+        (c.iter().map(|x| x.to_bits()).collect(), chunks)
+    }
+
+    #[test]
+    fn claimed_chunks_give_the_serial_bits_whichever_part_takes_them() {
+        let (batch, pixels, out) = (64, 784, 600);
+        // Images with blank rows (zero steps to skip) and a dense gradient.
+        let x: Vec<f32> = (0..batch * pixels)
+            .map(|i| if (i % pixels) / 28 % 3 == 0 { 0.0 } else { (i % 13) as f32 - 6.0 })
+            .collect();
+        let w: Vec<f32> = (0..out * pixels).map(|i| ((i * 7) % 19) as f32 * 0.125 - 1.0).collect();
+        let dy: Vec<f32> = (0..batch * out).map(|i| ((i * 3) % 11) as f32 - 5.0).collect();
+        let x = MatRef::row_major(&x, batch, pixels).unwrap();
+        let w = MatRef::row_major(&w, out, pixels).unwrap();
+        let dy = MatRef::row_major(&dy, batch, out).unwrap();
+        // The forward pass (C split by rows in kernel orientation, two k-blocks) and
+        // the weight gradient (split by columns).
+        for (name, a, b) in [("X·Wᵀ", x, w.t()), ("dYᵀ·X", dy.t(), x)] {
+            let (serial, none) = split_bits(a, b, None);
+            assert_eq!(none, 0, "{name}: one thread claims nothing");
+            for order in [&[0, 1][..], &[1, 0]] {
+                let (bits, chunks) = split_bits(a, b, Some(order));
+                assert!(chunks > 2, "{name}: the claimed path did not run ({chunks} chunks)");
+                assert!(bits == serial, "{name}, parts in order {order:?}: differs from one thread");
+            }
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //! cache blocks derived from this machine's caches (`blocking`).
 
 pub mod blocking;
+mod claims;
 mod driver;
 mod microkernel;
 mod pack;
