@@ -20,10 +20,16 @@ pub const MAX_PARTS: usize = 16;
 /// The shares of one region: `[front, back)` of each part, packed into one atomic
 /// (front in the low half), so that an owner and a thief never both take a unit.
 pub struct Claims {
-    shares: [AtomicU64; MAX_PARTS],
+    shares: [Share; MAX_PARTS],
     parts: usize,
     chunk: usize,
 }
+
+/// One part's share, alone on its cache lines (128 bytes: the adjacent-line prefetcher
+/// pairs lines), so that owners claiming from their own shares do not bounce one line
+/// between cores.
+#[repr(align(128))]
+struct Share(AtomicU64);
 
 fn pack(front: usize, back: usize) -> u64 {
     (front as u64) | ((back as u64) << 32)
@@ -43,7 +49,7 @@ impl Claims {
         }
         let shares = std::array::from_fn(|t| {
             let t = t.min(parts);
-            AtomicU64::new(pack(t * units / parts, (t + 1).min(parts) * units / parts))
+            Share(AtomicU64::new(pack(t * units / parts, (t + 1).min(parts) * units / parts)))
         });
         Some(Claims { shares, parts, chunk: chunk.max(1) })
     }
@@ -62,7 +68,7 @@ impl Claims {
     }
 
     fn take(&self, share: usize, front: bool) -> Option<Range<usize>> {
-        let cell = &self.shares[share];
+        let cell = &self.shares[share].0;
         let mut state = cell.load(Ordering::Relaxed);
         loop {
             let (f, b) = unpack(state);
