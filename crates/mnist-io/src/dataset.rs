@@ -82,9 +82,9 @@ impl Dataset {
     /// Why: each image of a shuffled batch lies on its own 4 KiB page, and after a
     /// training step has swept the TLB, each of the batch's 64 pages costs a page walk
     /// that itself misses the caches (two-level, under virtualisation). On the 2-vCPU
-    /// KVM Xeon of the README, with an 8 MB sweep between batches of 64, writing a batch
-    /// took a median of 200 µs from the map and 20 µs from huge pages (~8% of a
-    /// one-thread MLP-600 step).
+    /// KVM Xeon of the README, writing a batch of 64 took a median of 200–370 µs from the
+    /// map and 20–33 µs from huge pages, and training steps ran 13% (MLP-600) to 20%
+    /// (LeNet-5) faster.
     ///
     /// # Errors
     /// [`IdxError::Io`] naming the file when the memory cannot be allocated or

@@ -653,7 +653,8 @@ unsafe fn prepare_a(
 
 /// LOOPS 2 and 1 over one prepared A block and one prepared B block of the k-block
 /// `(pc, kc)`: every tile of C they cover. `scratch` takes the partial A micro-panel
-/// of a `direct` block (`MR · kc` floats).
+/// of a `direct` block (`MR · kc` floats); `tile_steps` one tile's steps (the AND of
+/// its two panels' masks), rewritten for each tile that skips.
 ///
 /// # Safety
 /// Both blocks must have been prepared for `(pc, kc)` of `p` and still be in place.
