@@ -254,15 +254,62 @@ pub unsafe fn run(p: Problem, parallel: bool) {
     });
 }
 
+/// A thread's packing buffers and zero-step masks, reused across calls.
+#[derive(Default)]
+struct Buffers {
+    /// Packed A~ (a block, or in `claimed_cols` every k-block of A).
+    a: Vec<V>,
+    /// Packed B~ (a block, or in `claimed_rows` every k-block of B).
+    b: Vec<V>,
+    /// Zero-step masks of the A~ block's micro-panels.
+    a_masks: Vec<u64>,
+    /// Zero-step masks of the B~ block's micro-panels.
+    b_masks: Vec<u64>,
+    /// Masks of the blocks a claimed split keeps for the whole region, one per k-block.
+    kept_masks: Vec<Vec<u64>>,
+}
+
 thread_local! {
-    /// This thread's packed A~ block, reused across calls.
-    static PACK_A: Cell<Vec<V>> = const { Cell::new(Vec::new()) };
-    /// This thread's packed B~ block, reused across calls.
-    static PACK_B: Cell<Vec<V>> = const { Cell::new(Vec::new()) };
-    /// Zero-step masks of this thread's A~ micro-panels.
-    static MASK_A: Cell<Vec<u64>> = const { Cell::new(Vec::new()) };
-    /// Zero-step masks of this thread's B~ micro-panels.
-    static MASK_B: Cell<Vec<u64>> = const { Cell::new(Vec::new()) };
+    /// This thread's [`Buffers`].
+    static BUFFERS: Cell<Buffers> = const {
+        Cell::new(Buffers {
+            a: Vec::new(),
+            b: Vec::new(),
+            a_masks: Vec::new(),
+            b_masks: Vec::new(),
+            kept_masks: Vec::new(),
+        })
+    };
+}
+
+/// This thread's [`Buffers`], taken out of their cell for one call and put back when
+/// dropped (a nested call on the same thread finds the cell empty and allocates its
+/// own).
+struct Scratch(Buffers);
+
+impl Scratch {
+    /// The buffers, with A~ and B~ grown to at least `a_len` and `b_len` floats.
+    fn take(a_len: usize, b_len: usize) -> Scratch {
+        let mut bufs = BUFFERS.with(Cell::take);
+        for (buf, len) in [(&mut bufs.a, a_len), (&mut bufs.b, b_len)] {
+            let vectors = len.div_ceil(LANES);
+            if buf.len() < vectors {
+                buf.resize(vectors, V::ZERO);
+            }
+        }
+        Scratch(bufs)
+    }
+
+    /// Where A~ and B~ start.
+    fn packs(&mut self) -> (*mut f32, *mut f32) {
+        (self.0.a.as_mut_ptr().cast(), self.0.b.as_mut_ptr().cast())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        BUFFERS.with(|cell| cell.set(std::mem::take(&mut self.0)));
+    }
 }
 
 #[cfg(test)]
@@ -336,18 +383,6 @@ impl BPanels {
     }
 }
 
-/// Takes this thread's buffer out of `cell` (a nested call on the same thread finds it
-/// empty and allocates its own),
-/// grown to at least `len` floats.
-fn take_buffer(cell: &'static std::thread::LocalKey<Cell<Vec<V>>>, len: usize) -> Vec<V> {
-    let mut buf = cell.with(Cell::take);
-    let vectors = len.div_ceil(LANES);
-    if buf.len() < vectors {
-        buf.resize(vectors, V::ZERO);
-    }
-    buf
-}
-
 /// The origin of the `kc × nc` block of B at `(pc, jc)` and its number of full
 /// micro-panels, when LOOP 2 should read that block in place rather than pack it.
 ///
@@ -394,12 +429,9 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
     let kc_max = blocking.kc_for(k);
     let mc_max = blocking.mc.min(m.div_ceil(MR) * MR);
     let nc_max = blocking.nc.min(n.div_ceil(NR) * NR);
-    let mut a_buf = take_buffer(&PACK_A, mc_max * kc_max);
-    let mut b_buf = take_buffer(&PACK_B, kc_max * nc_max);
-    let a_pack = a_buf.as_mut_ptr().cast::<f32>();
-    let b_pack = b_buf.as_mut_ptr().cast::<f32>();
-    let mut a_masks = MASK_A.with(Cell::take);
-    let mut b_masks = MASK_B.with(Cell::take);
+    let mut scratch = Scratch::take(mc_max * kc_max, kc_max * nc_max);
+    let (a_pack, b_pack) = scratch.packs();
+    let Buffers { a_masks, b_masks, .. } = &mut scratch.0;
     let mut tile_steps = [0u64; MAX_MASK_WORDS];
 
     // LOOP 5: split n into nc parts (B~ in L3).
@@ -408,7 +440,7 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
         // LOOP 4: split k into kc parts; pack B (B~ is kc × nc).
         for (pc, kc) in k_blocks(k, kc_max) {
             // SAFETY: the block is inside B; b_pack holds kc_max · nc_max floats.
-            let (panels, b_skips) = unsafe { prepare_b(p, pc, jc, kc, nc, true, b_pack, &mut b_masks) };
+            let (panels, b_skips) = unsafe { prepare_b(p, pc, jc, kc, nc, true, b_pack, b_masks) };
             // LOOP 3: split m into mc parts; pack A (A~ is mc × kc, in L2).
             for ic in (0..m).step_by(blocking.mc) {
                 let mc = blocking.mc.min(m - ic);
@@ -417,18 +449,14 @@ unsafe fn serial(p: &Problem, blocking: Blocking) {
                 // (n = 6 of a LeNet conv1 GEMM). Only a partial last micro-panel is packed.
                 let direct = p.a.rs == 1 && nc <= NR;
                 // SAFETY: the block is inside A; a_pack holds mc_max · kc_max floats.
-                let a_skips = unsafe { prepare_a(p, ic, pc, mc, kc, direct, nc, a_pack, &mut a_masks) };
-                let a = ABlock { ic, mc, pack: a_pack, direct, masks: &a_masks, skips: a_skips };
-                let b = BBlock { jc, nc, panels, masks: &b_masks, skips: b_skips };
+                let a_skips = unsafe { prepare_a(p, ic, pc, mc, kc, direct, nc, a_pack, a_masks) };
+                let a = ABlock { ic, mc, pack: a_pack, direct, masks: a_masks, skips: a_skips };
+                let b = BBlock { jc, nc, panels, masks: b_masks, skips: b_skips };
                 // SAFETY: both blocks were prepared above for (pc, kc).
                 unsafe { macro_kernel(p, pc, kc, &a, &b, a_pack, &mut tile_steps) };
             }
         }
     }
-    PACK_A.with(|c| c.set(a_buf));
-    PACK_B.with(|c| c.set(b_buf));
-    MASK_A.with(|c| c.set(a_masks));
-    MASK_B.with(|c| c.set(b_masks));
 }
 
 /// C split by rows, every part packing all of B once: part `part` packs each k-block of
@@ -443,43 +471,37 @@ unsafe fn claimed_rows(p: &Problem, blocking: Blocking, claims: &Claims, part: u
     let kc_max = blocking.kc_for(k);
     let n_pad = n.div_ceil(NR) * NR;
     let mc_max = blocking.mc.min(m.div_ceil(MR) * MR);
-    let mut b_buf = take_buffer(&PACK_B, k.max(1) * n_pad);
-    let mut a_buf = take_buffer(&PACK_A, mc_max * kc_max);
-    let b_pack = b_buf.as_mut_ptr().cast::<f32>();
-    let a_pack = a_buf.as_mut_ptr().cast::<f32>();
-    let mut a_masks = MASK_A.with(Cell::take);
+    let mut scratch = Scratch::take(mc_max * kc_max, k.max(1) * n_pad);
+    let (a_pack, b_pack) = scratch.packs();
+    let Buffers { a_masks, kept_masks, .. } = &mut scratch.0;
     let mut tile_steps = [0u64; MAX_MASK_WORDS];
+    kept_masks.resize_with(k_blocks(k, kc_max).count(), Vec::new);
     // B~ of k-block (pc, kc) is kc · n_pad floats at pc · n_pad.
     let b_blocks: Vec<_> = k_blocks(k, kc_max)
-        .map(|(pc, kc)| {
-            let mut masks = Vec::new();
+        .zip(kept_masks.iter_mut())
+        .map(|((pc, kc), masks)| {
             // SAFETY: the block is inside B; b_pack holds k · n_pad floats, this block's
             // kc · n_pad from pc · n_pad.
-            let (panels, skips) =
-                unsafe { prepare_b(p, pc, 0, kc, n, false, b_pack.add(pc * n_pad), &mut masks) };
-            (pc, kc, panels, skips, masks)
+            let (panels, skips) = unsafe { prepare_b(p, pc, 0, kc, n, false, b_pack.add(pc * n_pad), masks) };
+            BBlock { jc: 0, nc: n, panels, masks, skips }
         })
         .collect();
+    let direct = p.a.rs == 1 && n <= NR;
     while let Some(units) = claims.next(part) {
         #[cfg(test)]
         CLAIMED_CHUNKS.with(|c| c.set(c.get() + 1));
         let (i0, i1) = (units.start * LANES, (units.end * LANES).min(m));
-        for (pc, kc, panels, skips, masks) in &b_blocks {
-            let b = BBlock { jc: 0, nc: n, panels: *panels, masks, skips: *skips };
+        for ((pc, kc), b) in k_blocks(k, kc_max).zip(&b_blocks) {
             for ic in (i0..i1).step_by(blocking.mc) {
                 let mc = blocking.mc.min(i1 - ic);
-                let direct = p.a.rs == 1 && n <= NR;
                 // SAFETY: the rows are inside A; a_pack holds mc_max · kc_max floats.
-                let a_skips = unsafe { prepare_a(p, ic, *pc, mc, *kc, direct, n, a_pack, &mut a_masks) };
-                let a = ABlock { ic, mc, pack: a_pack, direct, masks: &a_masks, skips: a_skips };
+                let a_skips = unsafe { prepare_a(p, ic, pc, mc, kc, direct, n, a_pack, a_masks) };
+                let a = ABlock { ic, mc, pack: a_pack, direct, masks: a_masks, skips: a_skips };
                 // SAFETY: both blocks are prepared for (pc, kc).
-                unsafe { macro_kernel(p, *pc, *kc, &a, &b, a_pack, &mut tile_steps) };
+                unsafe { macro_kernel(p, pc, kc, &a, b, a_pack, &mut tile_steps) };
             }
         }
     }
-    PACK_A.with(|c| c.set(a_buf));
-    PACK_B.with(|c| c.set(b_buf));
-    MASK_A.with(|c| c.set(a_masks));
 }
 
 /// C split by columns, every part packing all of A once: part `part` packs every
@@ -494,47 +516,43 @@ unsafe fn claimed_cols(p: &Problem, blocking: Blocking, claims: &Claims, part: u
     let kc_max = blocking.kc_for(k);
     let m_pad = m.div_ceil(MR) * MR;
     let nc_max = (claims.chunk() * NR).min(n.div_ceil(NR) * NR);
-    let mut a_buf = take_buffer(&PACK_A, k.max(1) * m_pad);
-    let mut b_buf = take_buffer(&PACK_B, kc_max * nc_max);
-    let a_pack = a_buf.as_mut_ptr().cast::<f32>();
-    let b_pack = b_buf.as_mut_ptr().cast::<f32>();
-    let mut b_masks = MASK_B.with(Cell::take);
+    let mut scratch = Scratch::take(k.max(1) * m_pad, kc_max * nc_max);
+    let (a_pack, b_pack) = scratch.packs();
+    let Buffers { b_masks, kept_masks, .. } = &mut scratch.0;
     let mut tile_steps = [0u64; MAX_MASK_WORDS];
+    kept_masks.resize_with(k_blocks(k, kc_max).count(), Vec::new);
     // A~ of k-block (pc, kc) is m_pad · kc floats at pc · m_pad; its rows from ic (a
     // multiple of MR) start at ic · kc within it.
-    let a_blocks: Vec<_> = k_blocks(k, kc_max)
-        .map(|(pc, kc)| {
-            let mut masks = Vec::new();
-            // SAFETY: the block is inside A; a_pack holds k · m_pad floats, this block's
-            // m_pad · kc from pc · m_pad.
-            let skips = unsafe { prepare_a(p, 0, pc, m, kc, false, n, a_pack.add(pc * m_pad), &mut masks) };
-            (pc, kc, skips, masks)
-        })
-        .collect();
+    for ((pc, kc), masks) in k_blocks(k, kc_max).zip(kept_masks.iter_mut()) {
+        // SAFETY: the block is inside A; a_pack holds k · m_pad floats, this block's
+        // m_pad · kc from pc · m_pad.
+        let skips = unsafe { prepare_a(p, 0, pc, m, kc, false, n, a_pack.add(pc * m_pad), masks) };
+        // A block not worth skipping keeps no masks.
+        if !skips {
+            masks.clear();
+        }
+    }
     while let Some(units) = claims.next(part) {
         #[cfg(test)]
         CLAIMED_CHUNKS.with(|c| c.set(c.get() + 1));
         let (j0, j1) = (units.start * NR, (units.end * NR).min(n));
-        for (pc, kc, a_skips, a_masks) in &a_blocks {
-            let (pc, kc) = (*pc, *kc);
+        for ((pc, kc), a_masks) in k_blocks(k, kc_max).zip(kept_masks.iter()) {
             // SAFETY: the columns are inside B; b_pack holds kc_max · nc_max floats.
-            let (panels, b_skips) = unsafe { prepare_b(p, pc, j0, kc, j1 - j0, false, b_pack, &mut b_masks) };
-            let b = BBlock { jc: j0, nc: j1 - j0, panels, masks: &b_masks, skips: b_skips };
+            let (panels, b_skips) = unsafe { prepare_b(p, pc, j0, kc, j1 - j0, false, b_pack, b_masks) };
+            let b = BBlock { jc: j0, nc: j1 - j0, panels, masks: b_masks, skips: b_skips };
             let words = zero_steps::words(kc);
+            let a_skips = !a_masks.is_empty();
             for ic in (0..m).step_by(blocking.mc) {
                 let mc = blocking.mc.min(m - ic);
-                let masks = if *a_skips { &a_masks[(ic / MR) * words..] } else { &a_masks[..] };
+                let masks = if a_skips { &a_masks[(ic / MR) * words..] } else { &a_masks[..] };
                 // SAFETY: rows ic.. of this k-block's A~ start at pc · m_pad + ic · kc.
                 let pack = unsafe { a_pack.add(pc * m_pad + ic * kc) };
-                let a = ABlock { ic, mc, pack, direct: false, masks, skips: *a_skips };
+                let a = ABlock { ic, mc, pack, direct: false, masks, skips: a_skips };
                 // SAFETY: both blocks are prepared for (pc, kc).
                 unsafe { macro_kernel(p, pc, kc, &a, &b, pack, &mut tile_steps) };
             }
         }
     }
-    PACK_A.with(|c| c.set(a_buf));
-    PACK_B.with(|c| c.set(b_buf));
-    MASK_B.with(|c| c.set(b_masks));
 }
 
 /// The k-blocks `(pc, kc)` of LOOP 4: `⌈k / kc_max⌉` of them, or one empty block when
