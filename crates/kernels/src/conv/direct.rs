@@ -24,7 +24,7 @@
 //!   and padding `K − 1 − p` (a "full" convolution).
 
 use super::lowered::{Partial, bias_partial};
-use super::{ConvGeometry, copy_short, sum_in_order};
+use super::{ConvGeometry, copy_short, sum_in_order, transpose_into};
 use crate::gemm::Parallelism;
 use crate::pool::pool_window_row;
 use crate::team;
@@ -823,15 +823,11 @@ fn weight_gradient_by_channel(
 ) -> Partial {
     let pos = p.oh * p.ow;
     // dY channel-last: element (n, y, x, o) at ((n·OH + y)·OW + x)·O + o.
+    // (Element by element, this transposition took ~16% of conv2's weight gradient.)
     s.grad_out_cl.clear();
     s.grad_out_cl.resize(images * pos * p.o, 0.0);
-    for n in 0..images {
-        for o in 0..p.o {
-            let src = &grad_output[(n * p.o + o) * pos..][..pos];
-            for (q, &v) in src.iter().enumerate() {
-                s.grad_out_cl[(n * pos + q) * p.o + o] = v;
-            }
-        }
+    for (src, dst) in grad_output.chunks_exact(p.o * pos).zip(s.grad_out_cl.chunks_exact_mut(p.o * pos)) {
+        transpose_into(src, p.o, pos, dst);
     }
     let k = taps.len();
     let mut weight = vec![0.0f32; p.o * k];

@@ -130,6 +130,35 @@ pub(crate) fn sum_in_order(xs: &[f32]) -> f32 {
     lanes.iter().sum()
 }
 
+/// Writes `src` (row-major `rows × cols`) transposed into `dst` (row-major
+/// `cols × rows`): 8 × 8 blocks through register transposes (`f32x8::transpose`), the
+/// ragged right and bottom strips element by element. Pure data movement: the values
+/// are the same bits. Panics unless both slices hold `rows · cols` floats.
+pub(crate) fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    assert!(src.len() == rows * cols && dst.len() == rows * cols);
+    let (rows8, cols8) = (rows / 8 * 8, cols / 8 * 8);
+    for r0 in (0..rows8).step_by(8) {
+        for c0 in (0..cols8).step_by(8) {
+            let block: [wide::f32x8; 8] = core::array::from_fn(|i| {
+                wide::f32x8::new(src[(r0 + i) * cols + c0..][..8].try_into().expect("8 floats"))
+            });
+            for (j, column) in wide::f32x8::transpose(block).into_iter().enumerate() {
+                dst[(c0 + j) * rows + r0..][..8].copy_from_slice(&column.to_array());
+            }
+        }
+        for c in cols8..cols {
+            for i in r0..r0 + 8 {
+                dst[c * rows + i] = src[i * cols + c];
+            }
+        }
+    }
+    for r in rows8..rows {
+        for c in 0..cols {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
 /// `dst.copy_from_slice(src)` for the short rows of a convolution (tens of floats).
 /// Below 64 floats it is at most one fixed-size copy each of 32, 16, 8, 4, 2 and 1
 /// floats, with no loop (a loop of blocks would be turned back into a `memmove`
@@ -424,7 +453,24 @@ pub fn conv2d_backward_with(
 
 #[cfg(test)]
 mod tests {
-    use super::{copy_short, sum_in_order};
+    use super::{copy_short, sum_in_order, transpose_into};
+
+    /// Every shape around the 8 × 8 blocks, against the definition.
+    #[test]
+    fn transpose_into_matches_the_definition() {
+        for rows in 0..=19 {
+            for cols in 0..=19 {
+                let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 + 0.25).collect();
+                let mut dst = vec![f32::NAN; rows * cols];
+                transpose_into(&src, rows, cols, &mut dst);
+                for r in 0..rows {
+                    for c in 0..cols {
+                        assert_eq!(dst[c * rows + r], src[r * cols + c], "{rows} × {cols} at ({r}, {c})");
+                    }
+                }
+            }
+        }
+    }
 
     /// Every length around the block sizes and the 64-float switch to `copy_from_slice`.
     #[test]
