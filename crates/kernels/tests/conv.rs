@@ -41,6 +41,9 @@ const SHAPES: &[Shape] = &[
     (5, 2, 6, 21, 32, 3, 2, 1, 2),
     (5, 2, 8, 9, 32, 5, 5, 1, 2),
     (3, 1, 7, 7, 32, 3, 3, 1, 1),
+    // LeNet's conv2 over two groups of 16 images and 3 more: the input gradient with
+    // the lanes over images, and the rest with the lanes over rows.
+    (35, 6, 14, 14, 16, 5, 5, 1, 0),
 ];
 
 fn geometries() -> impl Iterator<Item = ConvGeometry> {
@@ -192,6 +195,7 @@ fn one_and_two_threads_are_bit_identical() {
     let shapes = [
         ConvGeometry { batch: 13, in_c: 1, in_h: 28, in_w: 28, out_c: 6, kh: 5, kw: 5, stride: 1, pad: 2 },
         ConvGeometry { batch: 13, in_c: 6, in_h: 14, in_w: 14, out_c: 16, kh: 5, kw: 5, stride: 1, pad: 0 },
+        ConvGeometry { batch: 41, in_c: 6, in_h: 14, in_w: 14, out_c: 16, kh: 5, kw: 5, stride: 1, pad: 0 },
         ConvGeometry { batch: 7, in_c: 3, in_h: 7, in_w: 13, out_c: 5, kh: 3, kw: 3, stride: 2, pad: 1 },
     ];
     for g in shapes {

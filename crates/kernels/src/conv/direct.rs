@@ -21,7 +21,10 @@
 //!   lanes once per run (`reduce_add`, a fixed shuffle tree). `dY` is copied into rows padded with zeros to whole vectors
 //!   so the lanes past the row contribute nothing.
 //! - Input gradient: the forward kernel on `dY` with the weights transposed and flipped
-//!   and padding `K − 1 − p` (a "full" convolution).
+//!   and padding `K − 1 − p` (a "full" convolution). Where most of that tile's
+//!   products would be with the padding (small maps: LeNet's conv2, 51%), whole groups
+//!   of `L` images run with the lanes over images instead (`grad_input_by_image`),
+//!   which skips the taps that meet only padding; the same bits.
 
 use super::lowered::{Partial, bias_partial};
 use super::{ConvGeometry, copy_short, sum_in_order, transpose_into};
@@ -29,6 +32,7 @@ use crate::gemm::Parallelism;
 use crate::pool::pool_window_row;
 use crate::team;
 
+mod grad_input_by_image;
 #[cfg(target_feature = "avx512f")]
 mod pooled_by_channel;
 
@@ -640,7 +644,32 @@ fn input_gradient(
             }
         }
     }
-    run_forward(&tplan, grad_output, &wt, None, false, Output::Full(grad_input), parallelism);
+    // Whole groups of `L` images with the lanes over images (see `grad_input_by_image`),
+    // the rest with the lanes over output rows: each output the same bits either way.
+    let groups =
+        if grad_input_by_image::preferred(&tplan) { g.batch / grad_input_by_image::GROUP } else { 0 };
+    let (q_in, q_out) = (tplan.c * tplan.h * tplan.w, tplan.o * tplan.oh * tplan.ow);
+    let (head_in, tail_in) = grad_output.split_at(groups * grad_input_by_image::GROUP * q_in);
+    let (head_out, tail_out) = grad_input.split_at_mut(groups * grad_input_by_image::GROUP * q_out);
+    if groups > 0 {
+        let items: Vec<_> = head_in
+            .chunks_exact(grad_input_by_image::GROUP * q_in)
+            .zip(head_out.chunks_exact_mut(grad_input_by_image::GROUP * q_out))
+            .collect();
+        let new_scratch = || grad_input_by_image::Scratch::new(&tplan);
+        let one = |s: &mut grad_input_by_image::Scratch, (dy, dx): (&[f32], &mut [f32])| {
+            grad_input_by_image::group(&tplan, &wt, dy, dx, s)
+        };
+        if parallelism == Parallelism::Threads && groups > 1 {
+            team::map_init(items, new_scratch, |s, _, item| one(s, item));
+        } else {
+            let mut s = new_scratch();
+            items.into_iter().for_each(|item| one(&mut s, item));
+        }
+    }
+    if !tail_in.is_empty() {
+        run_forward(&tplan, tail_in, &wt, None, false, Output::Full(tail_out), parallelism);
+    }
 }
 
 /// Padded copies of one run's inputs (`B × C × HP × WP`) and output gradients
@@ -824,7 +853,8 @@ fn weight_gradient_by_channel(
     let pos = p.oh * p.ow;
     // dY channel-last: element (n, y, x, o) at ((n·OH + y)·OW + x)·O + o.
     // (Element by element, this transposition took ~16% of conv2's weight gradient.)
-    s.grad_out_cl.clear();
+    // Every element is overwritten: the scratch keeps its length between runs rather
+    // than being zeroed for each.
     s.grad_out_cl.resize(images * pos * p.o, 0.0);
     for (src, dst) in grad_output.chunks_exact(p.o * pos).zip(s.grad_out_cl.chunks_exact_mut(p.o * pos)) {
         transpose_into(src, p.o, pos, dst);

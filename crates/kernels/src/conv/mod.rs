@@ -136,25 +136,42 @@ pub(crate) fn sum_in_order(xs: &[f32]) -> f32 {
 /// are the same bits. Panics unless both slices hold `rows · cols` floats.
 pub(crate) fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     assert!(src.len() == rows * cols && dst.len() == rows * cols);
+    transpose_strided(src, cols, rows, cols, dst, rows);
+}
+
+/// [`transpose_into`] between strided matrices: element `(r, c)` of `src` at
+/// `r·src_stride + c` goes to `c·dst_stride + r` of `dst`. Panics if either is too short.
+pub(crate) fn transpose_strided(
+    src: &[f32],
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(src.len() >= (rows - 1) * src_stride + cols && dst.len() >= (cols - 1) * dst_stride + rows);
     let (rows8, cols8) = (rows / 8 * 8, cols / 8 * 8);
     for r0 in (0..rows8).step_by(8) {
         for c0 in (0..cols8).step_by(8) {
             let block: [wide::f32x8; 8] = core::array::from_fn(|i| {
-                wide::f32x8::new(src[(r0 + i) * cols + c0..][..8].try_into().expect("8 floats"))
+                wide::f32x8::new(src[(r0 + i) * src_stride + c0..][..8].try_into().expect("8 floats"))
             });
             for (j, column) in wide::f32x8::transpose(block).into_iter().enumerate() {
-                dst[(c0 + j) * rows + r0..][..8].copy_from_slice(&column.to_array());
+                dst[(c0 + j) * dst_stride + r0..][..8].copy_from_slice(&column.to_array());
             }
         }
         for c in cols8..cols {
             for i in r0..r0 + 8 {
-                dst[c * rows + i] = src[i * cols + c];
+                dst[c * dst_stride + i] = src[i * src_stride + c];
             }
         }
     }
     for r in rows8..rows {
         for c in 0..cols {
-            dst[c * rows + r] = src[r * cols + c];
+            dst[c * dst_stride + r] = src[r * src_stride + c];
         }
     }
 }
