@@ -141,6 +141,11 @@ pub(crate) fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f
 
 /// [`transpose_into`] between strided matrices: element `(r, c)` of `src` at
 /// `r·src_stride + c` goes to `c·dst_stride + r` of `dst`. Panics if either is too short.
+///
+/// With both sides at least 8, a side that is not a multiple of 8 ends with a block
+/// that overlaps the one before (it writes some elements twice, with the same values):
+/// no element-by-element strips, which cost more than the blocks for LeNet's 10-wide
+/// rows. A side under 8 goes element by element.
 pub(crate) fn transpose_strided(
     src: &[f32],
     src_stride: usize,
@@ -153,25 +158,24 @@ pub(crate) fn transpose_strided(
         return;
     }
     assert!(src.len() >= (rows - 1) * src_stride + cols && dst.len() >= (cols - 1) * dst_stride + rows);
-    let (rows8, cols8) = (rows / 8 * 8, cols / 8 * 8);
-    for r0 in (0..rows8).step_by(8) {
-        for c0 in (0..cols8).step_by(8) {
+    if rows < 8 || cols < 8 {
+        for r in 0..rows {
+            for c in 0..cols {
+                dst[c * dst_stride + r] = src[r * src_stride + c];
+            }
+        }
+        return;
+    }
+    // Block origins: every multiple of 8 that fits, then `n − 8` if n is not one.
+    let starts = |n: usize| (0..n / 8).map(|b| 8 * b).chain((!n.is_multiple_of(8)).then_some(n - 8));
+    for r0 in starts(rows) {
+        for c0 in starts(cols) {
             let block: [wide::f32x8; 8] = core::array::from_fn(|i| {
                 wide::f32x8::new(src[(r0 + i) * src_stride + c0..][..8].try_into().expect("8 floats"))
             });
             for (j, column) in wide::f32x8::transpose(block).into_iter().enumerate() {
                 dst[(c0 + j) * dst_stride + r0..][..8].copy_from_slice(&column.to_array());
             }
-        }
-        for c in cols8..cols {
-            for i in r0..r0 + 8 {
-                dst[c * dst_stride + i] = src[i * src_stride + c];
-            }
-        }
-    }
-    for r in rows8..rows {
-        for c in 0..cols {
-            dst[c * dst_stride + r] = src[r * src_stride + c];
         }
     }
 }
@@ -470,13 +474,14 @@ pub fn conv2d_backward_with(
 
 #[cfg(test)]
 mod tests {
-    use super::{copy_short, sum_in_order, transpose_into};
+    use super::{copy_short, sum_in_order, transpose_into, transpose_strided};
 
-    /// Every shape around the 8 × 8 blocks, against the definition.
+    /// Every shape around the 8 × 8 blocks (and their overlapping last blocks), against
+    /// the definition.
     #[test]
     fn transpose_into_matches_the_definition() {
-        for rows in 0..=19 {
-            for cols in 0..=19 {
+        for rows in 0..=26 {
+            for cols in 0..=26 {
                 let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 + 0.25).collect();
                 let mut dst = vec![f32::NAN; rows * cols];
                 transpose_into(&src, rows, cols, &mut dst);
@@ -497,6 +502,25 @@ mod tests {
             let mut dst = vec![-1.0f32; len];
             copy_short(&mut dst, &src);
             assert_eq!(dst, src, "length {len}");
+        }
+    }
+
+    /// Strided on both sides: the elements between the rows are neither read into the
+    /// result nor written.
+    #[test]
+    fn transpose_strided_keeps_to_its_rows() {
+        for (rows, cols) in [(16, 10), (9, 17), (8, 8), (5, 12), (23, 3)] {
+            let (ss, ds) = (cols + 3, rows + 2);
+            let src: Vec<f32> =
+                (0..rows * ss).map(|i| if i % ss < cols { i as f32 } else { f32::NAN }).collect();
+            let mut dst = vec![-1.0f32; cols * ds];
+            transpose_strided(&src, ss, rows, cols, &mut dst, ds);
+            for c in 0..cols {
+                for r in 0..ds {
+                    let want = if r < rows { src[r * ss + c] } else { -1.0 };
+                    assert_eq!(dst[c * ds + r], want, "{rows} × {cols} at ({r}, {c})");
+                }
+            }
         }
     }
 
