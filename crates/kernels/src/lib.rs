@@ -19,6 +19,7 @@ pub mod pool;
 pub mod reference;
 pub mod simd;
 pub mod team;
+mod transpose;
 
 pub use conv::ConvGeometry;
 pub use error::KernelError;

@@ -27,10 +27,11 @@
 //!   which skips the taps that meet only padding; the same bits.
 
 use super::lowered::{Partial, bias_partial};
-use super::{ConvGeometry, copy_short, sum_in_order, transpose_into};
+use super::{ConvGeometry, copy_short, sum_in_order};
 use crate::gemm::Parallelism;
 use crate::pool::pool_window_row;
 use crate::team;
+use crate::transpose::transpose_into;
 
 mod grad_input_by_image;
 #[cfg(target_feature = "avx512f")]
@@ -646,16 +647,14 @@ fn input_gradient(
     }
     // Whole groups of `L` images with the lanes over images (see `grad_input_by_image`),
     // the rest with the lanes over output rows: each output the same bits either way.
-    let groups =
-        if grad_input_by_image::preferred(&tplan) { g.batch / grad_input_by_image::GROUP } else { 0 };
+    let group = grad_input_by_image::GROUP;
+    let groups = if grad_input_by_image::preferred(&tplan) { g.batch / group } else { 0 };
     let (q_in, q_out) = (tplan.c * tplan.h * tplan.w, tplan.o * tplan.oh * tplan.ow);
-    let (head_in, tail_in) = grad_output.split_at(groups * grad_input_by_image::GROUP * q_in);
-    let (head_out, tail_out) = grad_input.split_at_mut(groups * grad_input_by_image::GROUP * q_out);
+    let (head_in, tail_in) = grad_output.split_at(groups * group * q_in);
+    let (head_out, tail_out) = grad_input.split_at_mut(groups * group * q_out);
     if groups > 0 {
-        let items: Vec<_> = head_in
-            .chunks_exact(grad_input_by_image::GROUP * q_in)
-            .zip(head_out.chunks_exact_mut(grad_input_by_image::GROUP * q_out))
-            .collect();
+        let items: Vec<_> =
+            head_in.chunks_exact(group * q_in).zip(head_out.chunks_exact_mut(group * q_out)).collect();
         let new_scratch = || grad_input_by_image::Scratch::new(&tplan);
         let one = |s: &mut grad_input_by_image::Scratch, (dy, dx): (&[f32], &mut [f32])| {
             grad_input_by_image::group(&tplan, &wt, dy, dx, s)
@@ -684,11 +683,18 @@ struct DwScratch {
     grad_out_cl: Vec<f32>,
 }
 
+/// Offset of the first float of `buf` aligned to a whole vector (0 if none is within
+/// `L` floats): scratch buffers are allocated `L` floats long and used from there, so
+/// that no vector load or store straddles two cache lines.
+fn vector_aligned_start(buf: &[f32]) -> usize {
+    let off = buf.as_ptr().align_offset(align_of::<V>().max(size_of::<V>()));
+    if off < L { off } else { 0 }
+}
+
 impl DwScratch {
-    /// Offset of the first float of `grad_out` aligned to a whole vector (0 if none is).
+    /// Offset of the first float of `grad_out` aligned to a whole vector.
     fn grad_out_start(&self) -> usize {
-        let off = self.grad_out.as_ptr().align_offset(align_of::<V>().max(size_of::<V>()));
-        if off < L { off } else { 0 }
+        vector_aligned_start(&self.grad_out)
     }
 
     /// The padded dY rows, starting vector-aligned.

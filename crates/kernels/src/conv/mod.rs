@@ -130,56 +130,6 @@ pub(crate) fn sum_in_order(xs: &[f32]) -> f32 {
     lanes.iter().sum()
 }
 
-/// Writes `src` (row-major `rows × cols`) transposed into `dst` (row-major
-/// `cols × rows`): 8 × 8 blocks through register transposes (`f32x8::transpose`), the
-/// ragged right and bottom strips element by element. Pure data movement: the values
-/// are the same bits. Panics unless both slices hold `rows · cols` floats.
-pub(crate) fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    assert!(src.len() == rows * cols && dst.len() == rows * cols);
-    transpose_strided(src, cols, rows, cols, dst, rows);
-}
-
-/// [`transpose_into`] between strided matrices: element `(r, c)` of `src` at
-/// `r·src_stride + c` goes to `c·dst_stride + r` of `dst`. Panics if either is too short.
-///
-/// With both sides at least 8, a side that is not a multiple of 8 ends with a block
-/// that overlaps the one before (it writes some elements twice, with the same values):
-/// no element-by-element strips, which cost more than the blocks for LeNet's 10-wide
-/// rows. A side under 8 goes element by element.
-pub(crate) fn transpose_strided(
-    src: &[f32],
-    src_stride: usize,
-    rows: usize,
-    cols: usize,
-    dst: &mut [f32],
-    dst_stride: usize,
-) {
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    assert!(src.len() >= (rows - 1) * src_stride + cols && dst.len() >= (cols - 1) * dst_stride + rows);
-    if rows < 8 || cols < 8 {
-        for r in 0..rows {
-            for c in 0..cols {
-                dst[c * dst_stride + r] = src[r * src_stride + c];
-            }
-        }
-        return;
-    }
-    // Block origins: every multiple of 8 that fits, then `n − 8` if n is not one.
-    let starts = |n: usize| (0..n / 8).map(|b| 8 * b).chain((!n.is_multiple_of(8)).then_some(n - 8));
-    for r0 in starts(rows) {
-        for c0 in starts(cols) {
-            let block: [wide::f32x8; 8] = core::array::from_fn(|i| {
-                wide::f32x8::new(src[(r0 + i) * src_stride + c0..][..8].try_into().expect("8 floats"))
-            });
-            for (j, column) in wide::f32x8::transpose(block).into_iter().enumerate() {
-                dst[(c0 + j) * dst_stride + r0..][..8].copy_from_slice(&column.to_array());
-            }
-        }
-    }
-}
-
 /// `dst.copy_from_slice(src)` for the short rows of a convolution (tens of floats).
 /// Below 64 floats it is at most one fixed-size copy each of 32, 16, 8, 4, 2 and 1
 /// floats, with no loop (a loop of blocks would be turned back into a `memmove`
@@ -474,25 +424,7 @@ pub fn conv2d_backward_with(
 
 #[cfg(test)]
 mod tests {
-    use super::{copy_short, sum_in_order, transpose_into, transpose_strided};
-
-    /// Every shape around the 8 × 8 blocks (and their overlapping last blocks), against
-    /// the definition.
-    #[test]
-    fn transpose_into_matches_the_definition() {
-        for rows in 0..=26 {
-            for cols in 0..=26 {
-                let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 + 0.25).collect();
-                let mut dst = vec![f32::NAN; rows * cols];
-                transpose_into(&src, rows, cols, &mut dst);
-                for r in 0..rows {
-                    for c in 0..cols {
-                        assert_eq!(dst[c * rows + r], src[r * cols + c], "{rows} × {cols} at ({r}, {c})");
-                    }
-                }
-            }
-        }
-    }
+    use super::{copy_short, sum_in_order};
 
     /// Every length around the block sizes and the 64-float switch to `copy_from_slice`.
     #[test]
@@ -502,25 +434,6 @@ mod tests {
             let mut dst = vec![-1.0f32; len];
             copy_short(&mut dst, &src);
             assert_eq!(dst, src, "length {len}");
-        }
-    }
-
-    /// Strided on both sides: the elements between the rows are neither read into the
-    /// result nor written.
-    #[test]
-    fn transpose_strided_keeps_to_its_rows() {
-        for (rows, cols) in [(16, 10), (9, 17), (8, 8), (5, 12), (23, 3)] {
-            let (ss, ds) = (cols + 3, rows + 2);
-            let src: Vec<f32> =
-                (0..rows * ss).map(|i| if i % ss < cols { i as f32 } else { f32::NAN }).collect();
-            let mut dst = vec![-1.0f32; cols * ds];
-            transpose_strided(&src, ss, rows, cols, &mut dst, ds);
-            for c in 0..cols {
-                for r in 0..ds {
-                    let want = if r < rows { src[r * ss + c] } else { -1.0 };
-                    assert_eq!(dst[c * ds + r], want, "{rows} × {cols} at ({r}, {c})");
-                }
-            }
         }
     }
 

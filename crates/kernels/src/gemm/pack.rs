@@ -12,28 +12,9 @@
 //! written as 8 contiguous rows of the panel. Any other strides fall back to
 //! element-wise gathering.
 
-use wide::f32x8;
-
 use super::microkernel::{MR, NR};
 use super::view::RawRef;
-
-/// Transposes the 8 × 8 block whose row `r` is the 8 contiguous values at
-/// `src + r·src_stride` into `dst`, row `q` of the result (column `q` of the block)
-/// going to the 8 contiguous values at `dst + q·dst_stride`.
-///
-/// # Safety
-/// The 64 source values must be readable and the 64 destination values writable.
-#[inline(always)]
-unsafe fn transpose8(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
-    // SAFETY: the caller vouches for the 8 rows of 8 values on both sides.
-    unsafe {
-        let rows: [f32x8; 8] =
-            core::array::from_fn(|r| src.add(r * src_stride).cast::<f32x8>().read_unaligned());
-        for (q, v) in f32x8::transpose(rows).into_iter().enumerate() {
-            dst.add(q * dst_stride).cast::<f32x8>().write_unaligned(v);
-        }
-    }
-}
+use crate::transpose::transpose8;
 
 /// Packs `a` (`rows × kc`, kernel orientation) into `dst` as `⌈rows / MR⌉` micro-panels.
 ///

@@ -19,8 +19,8 @@
 //! columns padded with zeros), the outputs are computed into an image-last buffer
 //! (`O' × OH × OW × L`), and that is transposed back into the `L` images' planes.
 
-use super::{L, Plan, V, load};
-use crate::conv::{transpose_into, transpose_strided};
+use super::{L, Plan, V, load, vector_aligned_start};
+use crate::transpose::{transpose_into, transpose_strided};
 
 /// Register tile: `OB` output channels × `RX` output columns of one row.
 #[cfg(target_feature = "avx512f")]
@@ -47,19 +47,29 @@ pub(super) const GROUP: usize = L;
 /// needed in training): 1172 against 1400, measured the same, so rows stay.
 pub(super) fn preferred(tp: &Plan) -> bool {
     let rows = tp.oh * tp.ow.div_ceil(tp.nv * L) * tp.nv * tp.kh * tp.kw;
-    let valid_ky: usize = (0..tp.oh)
-        .map(|y| (tp.h + tp.pad_h).saturating_sub(y).min(tp.kh).saturating_sub(tp.pad_h.saturating_sub(y)))
-        .sum();
+    let valid_ky: usize = (0..tp.oh).map(|y| ky_range(tp, y).len()).sum();
     let mut valid_kx = 0;
     let mut x0 = 0;
     while x0 < tp.ow {
         let rx = tile::RX.min(tp.ow - x0);
-        let (lo, end) =
-            (tp.pad_w.saturating_sub(x0 + rx - 1), (tp.w + tp.pad_w).saturating_sub(x0).min(tp.kw));
-        valid_kx += rx * end.saturating_sub(lo);
+        valid_kx += rx * kx_range(tp, x0, rx).len();
         x0 += rx;
     }
     5 * valid_ky * valid_kx < 4 * rows * L
+}
+
+/// The kernel rows `ky` for output row `y` whose `dY` row `y + ky − pad_h` exists
+/// (in `0 .. H'`); possibly empty.
+fn ky_range(tp: &Plan, y: usize) -> std::ops::Range<usize> {
+    let (lo, end) = (tp.pad_h.saturating_sub(y), (tp.h + tp.pad_h).saturating_sub(y).min(tp.kh));
+    lo..end.max(lo)
+}
+
+/// The kernel columns `kx` whose `dY` column `x + kx − pad_w` exists (in `0 .. W'`) for
+/// at least one of the output columns `x0 .. x0 + rx` (`rx ≥ 1`); possibly empty.
+fn kx_range(tp: &Plan, x0: usize, rx: usize) -> std::ops::Range<usize> {
+    let (lo, end) = (tp.pad_w.saturating_sub(x0 + rx - 1), (tp.w + tp.pad_w).saturating_sub(x0).min(tp.kw));
+    lo..end.max(lo)
 }
 
 /// One thread's buffers for [`group`], sized for one plan. Each is `L` floats longer
@@ -82,10 +92,8 @@ impl Scratch {
 
 /// `buf` from its first vector-aligned float, `L` floats shorter.
 fn aligned(buf: &mut [f32]) -> &mut [f32] {
-    let off = buf.as_ptr().align_offset(size_of::<V>());
-    let off = if off < L { off } else { 0 };
-    let len = buf.len() - L;
-    &mut buf[off..][..len]
+    let (start, len) = (vector_aligned_start(buf), buf.len() - L);
+    &mut buf[start..][..len]
 }
 
 /// Width of a padded `dY` row in positions.
@@ -161,30 +169,26 @@ fn tile_kernel<const OB: usize, const RX: usize>(t: &Tile<'_>, dx: &mut [f32]) {
     let tp = t.tp;
     let (o_total, wp) = (tp.o, wpad(tp));
     assert!(t.o0 + OB <= o_total && t.x0 + RX <= tp.ow && t.y < tp.oh);
-    // Kernel rows ky with dY row `y + ky − pad_h` in `0 .. H'`.
-    let (ky_lo, ky_end) = (tp.pad_h.saturating_sub(t.y), (tp.h + tp.pad_h).saturating_sub(t.y).min(tp.kh));
-    // Kernel columns kx with dY column `x + kx − pad_w` in `0 .. W'` for some tile column x.
-    let (kx_lo, kx_end) =
-        (tp.pad_w.saturating_sub(t.x0 + RX - 1), (tp.w + tp.pad_w).saturating_sub(t.x0).min(tp.kw));
+    let (kys, kxs) = (ky_range(tp, t.y), kx_range(tp, t.x0, RX));
     let mut acc = [[V::ZERO; RX]; OB];
-    if ky_lo < ky_end && kx_lo < kx_end {
-        // The last position read, `((C'−1)·H' + y + ky_end − 1 − pad_h)·WPAD + x0 + RX − 1 +
-        // kx_end − 1`, is inside dY: `y + ky_end − 1 − pad_h < H'` and `x0 + RX − 1 +
-        // kx_end − 1 ≤ OW + KW − 2 < WPAD`; the last weight read is inside `wt`.
+    if !kys.is_empty() && !kxs.is_empty() {
+        // The last position read, `((C'−1)·H' + y + kys.end − 1 − pad_h)·WPAD + x0 + RX − 1 +
+        // kxs.end − 1`, is inside dY: `y + kys.end − 1 − pad_h < H'` and `x0 + RX − 1 +
+        // kxs.end − 1 ≤ OW + KW − 2 < WPAD`; the last weight read is inside `wt`.
         assert!(
-            (((tp.c - 1) * tp.h + t.y + ky_end - 1 - tp.pad_h) * wp + t.x0 + RX + kx_end - 2) * L + L
+            (((tp.c - 1) * tp.h + t.y + kys.end - 1 - tp.pad_h) * wp + t.x0 + RX + kxs.end - 2) * L + L
                 <= t.dy.len()
         );
-        assert!(t.o0 + OB <= o_total && t.wt.len() == tp.c * tp.kh * tp.kw * o_total);
+        assert!(t.wt.len() == tp.c * tp.kh * tp.kw * o_total);
         let (dy_ptr, w_ptr) = (t.dy.as_ptr(), t.wt.as_ptr());
         for c in 0..tp.c {
-            for ky in ky_lo..ky_end {
+            for ky in kys.clone() {
                 // dY row `y + ky − pad_h` of channel c from the tile's first column, and the
                 // weights of its taps `(c, ky, ·)` from channel o0.
                 let row = ((c * tp.h + t.y + ky - tp.pad_h) * wp + t.x0) * L;
                 let taps = ((c * tp.kh + ky) * tp.kw) * o_total + t.o0;
-                for kx in kx_lo..kx_end {
-                    // SAFETY: positions `x0 + x + kx ≤ x0 + RX − 1 + kx_end − 1` of this row and
+                for kx in kxs.clone() {
+                    // SAFETY: positions `x0 + x + kx ≤ x0 + RX − 1 + kxs.end − 1` of this row and
                     // weights `(c, ky, kx)` of channels `o0 .. o0 + OB`, inside by the asserts.
                     let d: [V; RX] =
                         core::array::from_fn(|x| unsafe { load(dy_ptr.add(row + (x + kx) * L)) });
