@@ -17,6 +17,7 @@ mod error;
 pub mod gemm;
 pub mod pool;
 pub mod reference;
+mod reuse;
 pub mod simd;
 pub mod team;
 mod transpose;

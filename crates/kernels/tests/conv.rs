@@ -235,6 +235,64 @@ fn one_and_two_threads_are_bit_identical() {
     }
 }
 
+/// The direct path keeps each thread's zero-bordered scratch for the next call of the
+/// same shape: a call after others (more images, so every scratch slot written; a
+/// different layer between) gives the bits of the same call on a fresh thread.
+#[test]
+fn scratch_kept_between_calls_changes_no_bit() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let lenet = |batch, layer2: bool| ConvGeometry {
+        batch,
+        in_c: if layer2 { 6 } else { 1 },
+        in_h: if layer2 { 14 } else { 28 },
+        in_w: if layer2 { 14 } else { 28 },
+        out_c: if layer2 { 16 } else { 6 },
+        kh: 5,
+        kw: 5,
+        stride: 1,
+        pad: if layer2 { 0 } else { 2 },
+    };
+    let run = |g: &ConvGeometry, data: &[Vec<f32>; 4]| {
+        let [input, weight, bias, grad_out] = data;
+        let mut out = vec![0.0; g.output_len()];
+        conv2d_forward(g, input, weight, Some(bias), true, &mut out, Parallelism::None).unwrap();
+        let (mut gi, mut gw, mut gb) =
+            (vec![0.0; g.input_len()], vec![0.0; g.weight_len()], vec![0.0; g.out_c]);
+        conv2d_backward_with(
+            ConvPath::Auto,
+            g,
+            input,
+            weight,
+            grad_out,
+            Some(&mut gi),
+            &mut gw,
+            Some(&mut gb),
+            Parallelism::None,
+        )
+        .unwrap();
+        [out, gi, gw, gb].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
+    };
+    let mut data = |g: &ConvGeometry| {
+        [
+            random(&mut rng, g.input_len()),
+            random(&mut rng, g.weight_len()),
+            random(&mut rng, g.out_c),
+            random(&mut rng, g.output_len()),
+        ]
+    };
+    for layer2 in [false, true] {
+        let (small, large, other) = (lenet(13, layer2), lenet(41, layer2), lenet(5, !layer2));
+        let (a, b, c) = (data(&small), data(&large), data(&other));
+        let fresh = std::thread::scope(|s| s.spawn(|| run(&small, &a)).join().unwrap());
+        run(&large, &b);
+        run(&other, &c);
+        assert!(
+            run(&small, &a) == fresh,
+            "layer 2: {layer2}: a call after others differs from a fresh thread's"
+        );
+    }
+}
+
 /// The pooled forward is the forward then the 2 × 2 pooling, bit for bit (values and
 /// argmax), with and without bias, ReLU and argmax, at 1 and 2 threads: on every shape
 /// whose output holds a window, and on odd and even output sizes around the vector

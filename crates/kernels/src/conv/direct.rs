@@ -30,6 +30,7 @@ use super::lowered::{Partial, bias_partial};
 use super::{ConvGeometry, copy_short, sum_in_order};
 use crate::gemm::Parallelism;
 use crate::pool::pool_window_row;
+use crate::reuse::Reused;
 use crate::team;
 use crate::transpose::transpose_into;
 
@@ -79,7 +80,7 @@ const DW_RUN_IMAGES: usize = 4;
 
 /// The shape of one stride-1 direct convolution with its own padding per axis (the
 /// input-gradient pass needs `KH − 1 − p` and `KW − 1 − p`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Plan {
     c: usize,
     h: usize,
@@ -256,7 +257,13 @@ fn run_forward(
         }
         forward_image(args, out, arg);
     };
-    let new_padded = || vec![0.0f32; plan.padded_len()];
+    // One zero-bordered buffer per thread, kept for the next call of the same plan.
+    let new_padded = || {
+        Reused::take(
+            |p: &Padded| p.plan == *plan,
+            || Padded { plan: *plan, buf: vec![0.0f32; plan.padded_len()] },
+        )
+    };
     let images = input.chunks_exact(in_img).zip(output.chunks_exact_mut(out_img));
     // Per image its part of `argmax`, or nothing.
     let args: Vec<&mut [u32]> = if argmax.is_empty() {
@@ -266,10 +273,10 @@ fn run_forward(
     };
     if parallelism == Parallelism::Threads && input.len() > in_img {
         // One zero-bordered buffer per thread: every image overwrites its interior.
-        team::map_init(images.zip(args).collect(), new_padded, |padded, _, p| image(padded, p));
+        team::map_init(images.zip(args).collect(), new_padded, |padded, _, p| image(&mut padded.buf, p));
     } else {
         let mut padded = new_padded();
-        images.zip(args).for_each(|p| image(&mut padded, p));
+        images.zip(args).for_each(|p| image(&mut padded.buf, p));
     }
 }
 
@@ -584,10 +591,16 @@ pub(super) fn backward(
         let go = &grad_output[r * DW_RUN_IMAGES * out_img..][..images * out_img];
         weight_gradient_run(&plan, &taps, img, go, scratch)
     };
-    let new_scratch = || DwScratch {
-        padded: vec![0.0; DW_RUN_IMAGES * plan.padded_len()],
-        grad_out: vec![0.0; DW_RUN_IMAGES * plan.o * plan.oh * plan.gw() + L],
-        grad_out_cl: Vec::new(),
+    let new_scratch = || {
+        Reused::take(
+            |s: &DwScratch| s.plan == plan,
+            || DwScratch {
+                plan,
+                padded: vec![0.0; DW_RUN_IMAGES * plan.padded_len()],
+                grad_out: vec![0.0; DW_RUN_IMAGES * plan.o * plan.oh * plan.gw() + L],
+                grad_out_cl: Vec::new(),
+            },
+        )
     };
     let partials: Vec<Partial> = if parallelism == Parallelism::Threads && runs > 1 {
         team::map_init((0..runs).collect(), new_scratch, |scratch, _, r| one_run(scratch, r))
@@ -655,7 +668,12 @@ fn input_gradient(
     if groups > 0 {
         let items: Vec<_> =
             head_in.chunks_exact(group * q_in).zip(head_out.chunks_exact_mut(group * q_out)).collect();
-        let new_scratch = || grad_input_by_image::Scratch::new(&tplan);
+        let new_scratch = || {
+            Reused::take(
+                |s: &grad_input_by_image::Scratch| s.fits(&tplan),
+                || grad_input_by_image::Scratch::new(&tplan),
+            )
+        };
         let one = |s: &mut grad_input_by_image::Scratch, (dy, dx): (&[f32], &mut [f32])| {
             grad_input_by_image::group(&tplan, &wt, dy, dx, s)
         };
@@ -671,9 +689,18 @@ fn input_gradient(
     }
 }
 
+/// A zero-bordered padded input image of one plan (see [`Plan::pad_into`]).
+struct Padded {
+    plan: Plan,
+    buf: Vec<f32>,
+}
+
 /// Padded copies of one run's inputs (`B × C × HP × WP`) and output gradients
-/// (`B × O × OH × GW`); borders zeroed once, at allocation.
+/// (`B × O × OH × GW`); borders zeroed once, at allocation, and kept zero by every
+/// run of the same plan (so that a thread may keep it for the next call, see
+/// [`crate::reuse`]).
 struct DwScratch {
+    plan: Plan,
     padded: Vec<f32>,
     /// `L` floats longer than needed: the rows start at the first vector-aligned float
     /// ([`DwScratch::grad_out`]), so the tile's dY loads never straddle cache lines.

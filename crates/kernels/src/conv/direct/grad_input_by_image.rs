@@ -76,6 +76,8 @@ fn kx_range(tp: &Plan, x0: usize, rx: usize) -> std::ops::Range<usize> {
 /// than it needs and used from its first vector-aligned float, so that no vector load
 /// or store straddles two cache lines.
 pub(super) struct Scratch {
+    /// The plan the buffers are laid out for: its padding columns are zero.
+    plan: Plan,
     /// `dY` image-last, columns zero-padded: `C' × H' × WPAD × L` (`WPAD = W' + 2·pad_w`);
     /// the padding columns are zeroed here and never written.
     dy: Vec<f32>,
@@ -86,7 +88,16 @@ pub(super) struct Scratch {
 impl Scratch {
     /// Buffers for the transposed convolution `tp` (its input is `dY`).
     pub(super) fn new(tp: &Plan) -> Self {
-        Self { dy: vec![0.0; tp.c * tp.h * wpad(tp) * L + L], dx: vec![0.0; tp.o * tp.oh * tp.ow * L + L] }
+        Self {
+            plan: *tp,
+            dy: vec![0.0; tp.c * tp.h * wpad(tp) * L + L],
+            dx: vec![0.0; tp.o * tp.oh * tp.ow * L + L],
+        }
+    }
+
+    /// Whether these buffers are laid out for `tp` (and may be used for it again).
+    pub(super) fn fits(&self, tp: &Plan) -> bool {
+        self.plan == *tp
     }
 }
 
