@@ -40,6 +40,10 @@ pub struct TrainArgs {
     /// 200 batches per run, scaled to an epoch, one run (a quick look, noisier).
     #[arg(long)]
     pub quick: bool,
+    /// Also time each layer's kernels over training steps (forward, and backward with
+    /// the fused SGD step): microseconds per step and GFLOP/s per layer.
+    #[arg(long)]
+    pub layers: bool,
     /// Only these models (`lenet5`, `mlp`); repeatable.
     #[arg(long)]
     pub model: Vec<String>,
@@ -100,7 +104,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             cargo_bench("kernels", "gemm", &forwarded(&switches, &repeated))
         }
         What::Train(t) => {
-            let switches = [("--json", t.json), ("--quick", t.quick)];
+            let switches = [("--json", t.json), ("--quick", t.quick), ("--layers", t.layers)];
             let repeated = [("--model", t.model.clone()), ("--threads", threads(&t.threads))];
             cargo_bench("net", "train", &forwarded(&switches, &repeated))
         }

@@ -3,8 +3,12 @@
 //! of the 10,000 test images at batch 1000, and the fraction of this machine's measured
 //! GEMM peak (a 1024³ `kernels::gemm` at the same thread count) that the epoch reaches.
 //!
-//! Usage: `cargo bench -p net --bench train -- [--json] [--quick] [--model lenet5|mlp]...
-//! [--threads N]...` (or `cargo xtask bench train`). The data folder is
+//! Usage: `cargo bench -p net --bench train -- [--json] [--quick] [--layers]
+//! [--model lenet5|mlp]... [--threads N]...` (or `cargo xtask bench train`). With
+//! `--layers`, each model and thread count then also times every layer's kernels over
+//! training steps (forward, and backward with the fused SGD step) and prints their
+//! microseconds per step and GFLOP/s, and what the steps spent outside them (the loss,
+//! the non-fused SGD updates, waiting). The data folder is
 //! `ACTPRUNE_MNIST_DIR` or `data/mnist`. Figures are medians of repeated runs (the
 //! machine is shared: other processes add noise); `--quick` trains 200 batches per run
 //! and scales to an epoch. `epoch CPU s` is the process's CPU time for the epoch (all
@@ -14,7 +18,85 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use kernels::{Epilogue, MatMut, MatRef, Parallelism};
-use net::{Init, Model, TrainConfig, evaluate, train};
+use mnist_io::{Dataset, Normalize, write_batch};
+use net::{Init, Model, Sgd, TrainConfig, Workspace, evaluate, train};
+
+/// Times each layer of `model` over `steps` training steps at batch 64 (after 20 untimed
+/// ones), and prints a row per layer with kernels: forward and backward microseconds
+/// per step and GFLOP/s (flops: `2·MACs` per image forward, twice that backward, once
+/// for the first layer with parameters, which needs no input gradient), then the rest
+/// of the step.
+fn layer_breakdown(
+    model: &mut Model,
+    data: &Dataset,
+    (lr, momentum): (f32, f32),
+    steps: usize,
+    threads: usize,
+    json: bool,
+) {
+    let batch = 64;
+    let mut sgd = Sgd::new(lr, momentum, 0.0, false);
+    let mut ws = Workspace::default();
+    let (mut images, mut labels) = (vec![0.0f32; batch * data.image_len()], vec![0u32; batch]);
+    let indices: Vec<u32> = (0..data.len() as u32).collect();
+    let mut step_time = std::time::Duration::ZERO;
+    for (s, chunk) in indices.chunks_exact(batch).cycle().take(steps + 20).enumerate() {
+        write_batch(data, chunk, Normalize::default(), &mut images, &mut labels);
+        if s == 20 {
+            ws.time_layers(true);
+        }
+        let t = Instant::now();
+        sgd.forward_backward_step(model, &images, &labels, batch, &mut ws).unwrap();
+        if s >= 20 {
+            step_time += t.elapsed();
+        }
+    }
+    let first = (0..model.layers().len()).find(|&i| model.layer_macs(i) > 0);
+    let per_step = |d: std::time::Duration| d.as_secs_f64() / steps as f64;
+    let mut kernels = 0.0;
+    for (i, t) in ws.layer_times().iter().enumerate() {
+        if t.forward_passes == 0 && t.backward_passes == 0 {
+            continue;
+        }
+        let (fwd, bwd) = (per_step(t.forward), per_step(t.backward));
+        kernels += fwd + bwd;
+        let macs = (model.layer_macs(i) * batch) as f64;
+        let bwd_macs = if Some(i) == first { macs } else { 2.0 * macs };
+        let gflops = |m: f64, secs: f64| if secs > 0.0 && m > 0.0 { 2.0 * m / secs / 1e9 } else { 0.0 };
+        let kind = model.layers()[i].kind();
+        if json {
+            println!(
+                "{{\"layer\":{i},\"kind\":\"{kind}\",\"threads\":{threads},\"forward_us\":{:.2},\"backward_us\":{:.2},\"forward_gflops\":{:.2},\"backward_gflops\":{:.2}}}",
+                fwd * 1e6,
+                bwd * 1e6,
+                gflops(macs, fwd),
+                gflops(bwd_macs, bwd)
+            );
+        } else {
+            println!(
+                "  {i:>3} {kind:<8} {:>12.1} {:>12.1} {:>10.1} {:>10.1}",
+                fwd * 1e6,
+                bwd * 1e6,
+                gflops(macs, fwd),
+                gflops(bwd_macs, bwd)
+            );
+        }
+    }
+    let step = per_step(step_time);
+    if json {
+        println!(
+            "{{\"layer\":\"rest\",\"threads\":{threads},\"step_us\":{:.2},\"rest_us\":{:.2}}}",
+            step * 1e6,
+            (step - kernels) * 1e6
+        );
+    } else {
+        println!(
+            "  step {:.1} µs, of which outside the layers' kernels {:.1} µs",
+            step * 1e6,
+            (step - kernels) * 1e6
+        );
+    }
+}
 
 /// CPU seconds (user + system, all threads) this process has used, from
 /// `/proc/self/stat` (clock ticks of 1/100 s); 0 where that file does not exist. On a
@@ -54,6 +136,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
     let quick = args.iter().any(|a| a == "--quick");
+    let layers = args.iter().any(|a| a == "--layers");
     let values = |flag: &str| -> Vec<String> {
         args.windows(2).filter(|w| w[0] == flag).map(|w| w[1].clone()).collect()
     };
@@ -122,6 +205,16 @@ fn main() {
                         "{name:<8} {t:>7} {epoch_s:>11.3} {cpu_s:>11.3} {images_per_s:>10.0} {infer_s:>13.4} {peak:>8.1} GF {:>8.1}%",
                         100.0 * achieved / peak
                     );
+                }
+                if layers {
+                    if !json {
+                        println!(
+                            "  {:>3} {:<8} {:>12} {:>12} {:>10} {:>10}",
+                            "#", "layer", "fwd µs/step", "bwd µs/step", "fwd GF/s", "bwd GF/s"
+                        );
+                    }
+                    let steps = if quick { 200 } else { 1000 };
+                    layer_breakdown(&mut model, &data.train, (lr, momentum), steps, t, json);
                 }
             });
         }

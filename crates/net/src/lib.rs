@@ -27,7 +27,7 @@ mod train;
 pub use error::NetError;
 pub use init::Init;
 pub use layers::{Conv2d, Layer, Linear, MaxPool2d};
-pub use model::{GradientFn, Model, OutputFn, Workspace};
+pub use model::{GradientFn, LayerTime, Model, OutputFn, Workspace};
 pub use model_file::{load, save};
 pub use sgd::{Schedule, Sgd};
 pub use spec::{LayerSpec, parse_spec};

@@ -10,6 +10,8 @@
 //! the ReLU mask itself. [`Model::forward_inspect`] and [`Model::inspect_gradients`]
 //! fuse nothing, so every layer's output and gradient is materialised.
 
+use std::time::{Duration, Instant};
+
 use crate::NetError;
 use crate::init::{Init, init_layers};
 use crate::layers::{Conv2d, Layer, Linear, MaxPool2d, conv2d, flatten, linear, maxpool2d, relu};
@@ -66,9 +68,64 @@ pub struct Workspace {
     /// `dW ← β·dW + ∇W` (0, the default, overwrites). Set only by
     /// [`crate::Sgd::forward_backward_step`], for the length of one pass.
     pub(crate) linear_grad_beta: f32,
+    /// Per layer, the time of its kernels in the passes run since
+    /// [`Workspace::time_layers`] turned timing on; `None` when off.
+    timing: Option<Vec<LayerTime>>,
+}
+
+/// The time one layer's kernels took, summed over the passes a workspace timed
+/// ([`Workspace::time_layers`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerTime {
+    /// Forward passes: the layer's kernel, including the layers fused into it (a ReLU
+    /// after a Linear or Conv2d, a 2 × 2 pooling after a Conv2d; those show zero).
+    pub forward: Duration,
+    /// Backward passes: the input gradient (and a ReLU below folded into it), the
+    /// weight and bias gradients, and the SGD step fused into a Linear's weight gradient.
+    pub backward: Duration,
+    /// Forward passes timed.
+    pub forward_passes: u32,
+    /// Backward passes timed.
+    pub backward_passes: u32,
 }
 
 impl Workspace {
+    /// Starts timing each layer's kernels in the passes run with this workspace, from
+    /// zero (`true`), or stops and forgets the times (`false`). A timed pass reads the
+    /// clock twice per layer (tens of nanoseconds) and computes the same bits.
+    pub fn time_layers(&mut self, on: bool) {
+        self.timing = on.then(Vec::new);
+    }
+
+    /// Per layer (by index), the time of its kernels since [`Workspace::time_layers`]
+    /// turned timing on; empty when timing is off.
+    pub fn layer_times(&self) -> &[LayerTime] {
+        self.timing.as_deref().unwrap_or(&[])
+    }
+
+    /// The clock now, if this workspace is timing.
+    fn clock(&self) -> Option<Instant> {
+        self.timing.as_ref().map(|_| Instant::now())
+    }
+
+    /// Adds the time since `start` (from [`Workspace::clock`]) to layer `layer`'s forward
+    /// or backward time.
+    fn add_time(&mut self, layer: usize, forward: bool, start: Option<Instant>) {
+        if let (Some(times), Some(start)) = (self.timing.as_mut(), start) {
+            if times.len() <= layer {
+                times.resize(layer + 1, LayerTime::default());
+            }
+            let t = &mut times[layer];
+            if forward {
+                t.forward += start.elapsed();
+                t.forward_passes += 1;
+            } else {
+                t.backward += start.elapsed();
+                t.backward_passes += 1;
+            }
+        }
+    }
+
     /// The gradients of layer `layer`'s weight and bias from the last
     /// [`Model::forward_backward`] or [`Model::inspect_gradients`] (`None` for layers
     /// without parameters or before any backward pass).
@@ -436,9 +493,11 @@ impl Model {
             // reads the buffer `src` below it; `src < i ≤ target`, so one split separates them.
             let target = fused.last(i);
             let src = self.input_slot(i, fuse);
+            let start = ws.clock();
             let (lo, hi) = ws.acts.split_at_mut(i);
             let inp: &[f32] = src.map_or(input, |j| &lo[j]);
             self.forward_layer(i, &mut hi[target - i], inp, &mut ws.argmax[target], batch, fused)?;
+            ws.add_time(i, true, start);
             if let Some(f) = f.as_deref_mut() {
                 f(i, &ws.acts[i], self.shapes[i]);
             }
@@ -669,6 +728,7 @@ impl Model {
             if let Some(f) = f.as_deref_mut() {
                 f(i, &ws.acts[i], &ws.dacts[i], self.shapes[i]);
             }
+            let start = ws.clock();
             let in_shape = if i == 0 { self.input } else { self.shapes[i - 1] };
             let need_dinp = i > lowest;
             let below = self.input_slot(i, fuse);
@@ -731,6 +791,7 @@ impl Model {
                     }
                 }
             }
+            ws.add_time(i, false, start);
             // The folded ReLU is done: continue below it.
             if let Some((relu, _)) = fold {
                 i = relu;
@@ -746,6 +807,40 @@ mod tests {
 
     fn lenet() -> Model {
         Model::from_spec("lenet5", [1, 28, 28], 10, Init::PyTorchDefault, 1).unwrap()
+    }
+
+    #[test]
+    fn timed_passes_report_every_kernel_and_change_no_bit() {
+        let m = lenet();
+        let batch = 3;
+        let input: Vec<f32> = (0..batch * 784).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+        let labels = [1, 7, 3];
+        let grads = |ws: &Workspace| -> Vec<u32> {
+            (0..m.layers().len())
+                .filter_map(|i| ws.param_grads(i))
+                .flat_map(|(w, b)| w.iter().chain(b).map(|x| x.to_bits()).collect::<Vec<_>>())
+                .collect()
+        };
+        let mut plain = Workspace::default();
+        m.forward_backward(&input, &labels, batch, &mut plain).unwrap();
+        let mut timed = Workspace::default();
+        timed.time_layers(true);
+        m.forward_backward(&input, &labels, batch, &mut timed).unwrap();
+        m.forward_backward(&input, &labels, batch, &mut timed).unwrap();
+        assert_eq!(grads(&plain), grads(&timed), "timing changes no bit");
+        let times = timed.layer_times();
+        for (i, layer) in m.layers().iter().enumerate() {
+            if layer.params().is_some() {
+                let t = times[i];
+                assert_eq!((t.forward_passes, t.backward_passes), (2, 2), "layer {i}");
+                assert!(t.forward > Duration::ZERO && t.backward > Duration::ZERO, "layer {i}: {t:?}");
+            }
+        }
+        // conv1's ReLU and pooling run inside conv1's kernel: nothing of their own.
+        assert_eq!(times[1].forward_passes, 0);
+        assert_eq!(times[2].forward_passes, 0);
+        timed.time_layers(false);
+        assert!(timed.layer_times().is_empty());
     }
 
     #[test]
