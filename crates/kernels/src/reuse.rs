@@ -7,7 +7,8 @@
 //! used and takes one back when the next call has the same shape.
 //!
 //! A buffer's zero borders are part of its contents: a kept value is reused only for a
-//! call whose `fits` accepts it (the same plan), never resized or re-purposed.
+//! call with the same key (the plan its layout follows), never resized or re-purposed.
+//! Each use has a type of its own, so that values of different uses never mix.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -22,38 +23,40 @@ thread_local! {
     static KEPT: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A value taken from this thread's kept values, or newly made; kept again when dropped.
-pub(crate) struct Reused<T: 'static>(Option<T>);
+/// A value taken from this thread's kept values, or newly made; kept again, with its
+/// key, when dropped.
+pub(crate) struct Reused<K: PartialEq + 'static, T: 'static>(Option<(K, T)>);
 
-impl<T: 'static> Reused<T> {
-    /// The most recently kept `T` of this thread for which `fits` holds, or `make()`.
-    pub(crate) fn take(fits: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> Self {
+impl<K: PartialEq + 'static, T: 'static> Reused<K, T> {
+    /// The most recently kept `T` of this thread kept under `key`, or `make()`.
+    pub(crate) fn take(key: K, make: impl FnOnce() -> T) -> Self {
         let kept = KEPT
             .try_with(|kept| {
                 let mut kept = kept.borrow_mut();
-                let i = kept.iter().position(|v| v.downcast_ref::<T>().is_some_and(&fits))?;
-                kept.remove(i).downcast::<T>().ok().map(|v| *v)
+                let i =
+                    kept.iter().position(|v| v.downcast_ref::<(K, T)>().is_some_and(|(k, _)| *k == key))?;
+                kept.remove(i).downcast::<(K, T)>().ok().map(|v| *v)
             })
             .ok()
             .flatten();
-        Self(Some(kept.unwrap_or_else(make)))
+        Self(Some(kept.unwrap_or_else(|| (key, make()))))
     }
 }
 
-impl<T: 'static> Deref for Reused<T> {
+impl<K: PartialEq + 'static, T: 'static> Deref for Reused<K, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        self.0.as_ref().expect("present until dropped")
+        &self.0.as_ref().expect("present until dropped").1
     }
 }
 
-impl<T: 'static> DerefMut for Reused<T> {
+impl<K: PartialEq + 'static, T: 'static> DerefMut for Reused<K, T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.0.as_mut().expect("present until dropped")
+        &mut self.0.as_mut().expect("present until dropped").1
     }
 }
 
-impl<T: 'static> Drop for Reused<T> {
+impl<K: PartialEq + 'static, T: 'static> Drop for Reused<K, T> {
     fn drop(&mut self) {
         if let Some(v) = self.0.take() {
             // During thread exit the list may be gone already: the value is then dropped.
@@ -73,23 +76,25 @@ mod tests {
     #[test]
     fn a_value_comes_back_only_to_a_caller_it_fits() {
         // A type of its own, so that other tests' kept values cannot interfere.
-        struct Buf(usize, Vec<u8>);
-        {
-            let mut a = Reused::take(|b: &Buf| b.0 == 1, || Buf(1, vec![0; 4]));
-            a.1[0] = 7;
+        struct Buf {
+            bytes: Vec<u8>,
         }
-        let b = Reused::take(|b: &Buf| b.0 == 2, || Buf(2, vec![0; 4]));
-        assert_eq!(b.1[0], 0, "another shape gets a new value");
-        let a = Reused::take(|b: &Buf| b.0 == 1, || Buf(1, vec![0; 4]));
-        assert_eq!(a.1[0], 7, "the same shape gets the kept value back");
-        let c = Reused::take(|b: &Buf| b.0 == 1, || Buf(1, vec![0; 4]));
-        assert_eq!(c.1[0], 0, "a value is handed to one taker at a time");
+        {
+            let mut a = Reused::take(1usize, || Buf { bytes: vec![0; 4] });
+            a.bytes[0] = 7;
+        }
+        let b = Reused::take(2usize, || Buf { bytes: vec![0; 4] });
+        assert_eq!(b.bytes[0], 0, "another shape gets a new value");
+        let a = Reused::take(1usize, || Buf { bytes: vec![0; 4] });
+        assert_eq!(a.bytes[0], 7, "the same shape gets the kept value back");
+        let c = Reused::take(1usize, || Buf { bytes: vec![0; 4] });
+        assert_eq!(c.bytes[0], 0, "a value is handed to one taker at a time");
         drop((a, b, c));
         // At most KEEP values stay.
-        let many: Vec<_> =
-            (0..KEEP + 3).map(|i| Reused::take(|_: &Buf| false, || Buf(10 + i, vec![]))).collect();
+        let many: Vec<_> = (0..KEEP + 3).map(|i| Reused::take(10 + i, || Buf { bytes: vec![] })).collect();
         drop(many);
-        let kept = KEPT.with_borrow(|k| k.iter().filter(|v| v.downcast_ref::<Buf>().is_some()).count());
+        let kept =
+            KEPT.with_borrow(|k| k.iter().filter(|v| v.downcast_ref::<(usize, Buf)>().is_some()).count());
         assert_eq!(kept, KEEP);
     }
 }

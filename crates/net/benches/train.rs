@@ -51,7 +51,7 @@ fn layer_breakdown(
             step_time += t.elapsed();
         }
     }
-    let first = (0..model.layers().len()).find(|&i| model.layer_macs(i) > 0);
+    let first = first_with_macs(model);
     let per_step = |d: std::time::Duration| d.as_secs_f64() / steps as f64;
     let mut kernels = 0.0;
     for (i, t) in ws.layer_times().iter().enumerate() {
@@ -96,6 +96,11 @@ fn layer_breakdown(
             (step - kernels) * 1e6
         );
     }
+}
+
+/// The first layer that multiplies (the one whose backward needs no input gradient).
+fn first_with_macs(model: &Model) -> Option<usize> {
+    (0..model.layers().len()).find(|&i| model.layer_macs(i) > 0)
 }
 
 /// CPU seconds (user + system, all threads) this process has used, from
@@ -191,7 +196,7 @@ fn main() {
                 }
                 let infer_s = median(infer);
                 let peak = gemm_peak();
-                let first = (0..model.layers().len()).map(|i| model.layer_macs(i)).find(|&m| m > 0).unwrap_or(0);
+                let first = first_with_macs(&model).map_or(0, |i| model.layer_macs(i));
                 let flops = 2.0 * (3 * model.macs() - first) as f64 * data.train.len() as f64;
                 let achieved = flops / epoch_s / 1e9;
                 let images_per_s = data.train.len() as f64 / epoch_s;

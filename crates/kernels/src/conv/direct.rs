@@ -258,12 +258,7 @@ fn run_forward(
         forward_image(args, out, arg);
     };
     // One zero-bordered buffer per thread, kept for the next call of the same plan.
-    let new_padded = || {
-        Reused::take(
-            |p: &Padded| p.plan == *plan,
-            || Padded { plan: *plan, buf: vec![0.0f32; plan.padded_len()] },
-        )
-    };
+    let new_padded = || Reused::take(*plan, || Padded(vec![0.0f32; plan.padded_len()]));
     let images = input.chunks_exact(in_img).zip(output.chunks_exact_mut(out_img));
     // Per image its part of `argmax`, or nothing.
     let args: Vec<&mut [u32]> = if argmax.is_empty() {
@@ -273,10 +268,10 @@ fn run_forward(
     };
     if parallelism == Parallelism::Threads && input.len() > in_img {
         // One zero-bordered buffer per thread: every image overwrites its interior.
-        team::map_init(images.zip(args).collect(), new_padded, |padded, _, p| image(&mut padded.buf, p));
+        team::map_init(images.zip(args).collect(), new_padded, |padded, _, p| image(&mut padded.0, p));
     } else {
         let mut padded = new_padded();
-        images.zip(args).for_each(|p| image(&mut padded.buf, p));
+        images.zip(args).for_each(|p| image(&mut padded.0, p));
     }
 }
 
@@ -592,15 +587,11 @@ pub(super) fn backward(
         weight_gradient_run(&plan, &taps, img, go, scratch)
     };
     let new_scratch = || {
-        Reused::take(
-            |s: &DwScratch| s.plan == plan,
-            || DwScratch {
-                plan,
-                padded: vec![0.0; DW_RUN_IMAGES * plan.padded_len()],
-                grad_out: vec![0.0; DW_RUN_IMAGES * plan.o * plan.oh * plan.gw() + L],
-                grad_out_cl: Vec::new(),
-            },
-        )
+        Reused::take(plan, || DwScratch {
+            padded: vec![0.0; DW_RUN_IMAGES * plan.padded_len()],
+            grad_out: vec![0.0; DW_RUN_IMAGES * plan.o * plan.oh * plan.gw() + L],
+            grad_out_cl: Vec::new(),
+        })
     };
     let partials: Vec<Partial> = if parallelism == Parallelism::Threads && runs > 1 {
         team::map_init((0..runs).collect(), new_scratch, |scratch, _, r| one_run(scratch, r))
@@ -668,12 +659,7 @@ fn input_gradient(
     if groups > 0 {
         let items: Vec<_> =
             head_in.chunks_exact(group * q_in).zip(head_out.chunks_exact_mut(group * q_out)).collect();
-        let new_scratch = || {
-            Reused::take(
-                |s: &grad_input_by_image::Scratch| s.fits(&tplan),
-                || grad_input_by_image::Scratch::new(&tplan),
-            )
-        };
+        let new_scratch = || Reused::take(tplan, || grad_input_by_image::Scratch::new(&tplan));
         let one = |s: &mut grad_input_by_image::Scratch, (dy, dx): (&[f32], &mut [f32])| {
             grad_input_by_image::group(&tplan, &wt, dy, dx, s)
         };
@@ -690,17 +676,13 @@ fn input_gradient(
 }
 
 /// A zero-bordered padded input image of one plan (see [`Plan::pad_into`]).
-struct Padded {
-    plan: Plan,
-    buf: Vec<f32>,
-}
+struct Padded(Vec<f32>);
 
 /// Padded copies of one run's inputs (`B × C × HP × WP`) and output gradients
 /// (`B × O × OH × GW`); borders zeroed once, at allocation, and kept zero by every
 /// run of the same plan (so that a thread may keep it for the next call, see
 /// [`crate::reuse`]).
 struct DwScratch {
-    plan: Plan,
     padded: Vec<f32>,
     /// `L` floats longer than needed: the rows start at the first vector-aligned float
     /// ([`DwScratch::grad_out`]), so the tile's dY loads never straddle cache lines.
@@ -718,20 +700,25 @@ fn vector_aligned_start(buf: &[f32]) -> usize {
     if off < L { off } else { 0 }
 }
 
-impl DwScratch {
-    /// Offset of the first float of `grad_out` aligned to a whole vector.
-    fn grad_out_start(&self) -> usize {
-        vector_aligned_start(&self.grad_out)
-    }
+/// `buf` (allocated `L` floats long) from its first vector-aligned float, `L` floats shorter.
+fn aligned(buf: &[f32]) -> &[f32] {
+    &buf[vector_aligned_start(buf)..][..buf.len() - L]
+}
 
+/// [`aligned`], mutably.
+fn aligned_mut(buf: &mut [f32]) -> &mut [f32] {
+    let (start, len) = (vector_aligned_start(buf), buf.len() - L);
+    &mut buf[start..][..len]
+}
+
+impl DwScratch {
     /// The padded dY rows, starting vector-aligned.
     fn grad_out(&self) -> &[f32] {
-        &self.grad_out[self.grad_out_start()..][..self.grad_out.len() - L]
+        aligned(&self.grad_out)
     }
 
     fn grad_out_mut(&mut self) -> &mut [f32] {
-        let (start, len) = (self.grad_out_start(), self.grad_out.len() - L);
-        &mut self.grad_out[start..][..len]
+        aligned_mut(&mut self.grad_out)
     }
 }
 

@@ -19,7 +19,7 @@
 //! columns padded with zeros), the outputs are computed into an image-last buffer
 //! (`O' × OH × OW × L`), and that is transposed back into the `L` images' planes.
 
-use super::{L, Plan, V, load, vector_aligned_start};
+use super::{L, Plan, V, aligned_mut, load};
 use crate::transpose::{transpose_into, transpose_strided};
 
 /// Register tile: `OB` output channels × `RX` output columns of one row.
@@ -74,10 +74,9 @@ fn kx_range(tp: &Plan, x0: usize, rx: usize) -> std::ops::Range<usize> {
 
 /// One thread's buffers for [`group`], sized for one plan. Each is `L` floats longer
 /// than it needs and used from its first vector-aligned float, so that no vector load
-/// or store straddles two cache lines.
+/// or store straddles two cache lines. Its padding columns depend on the plan: a thread
+/// keeps it for calls of the same plan only (see `crate::reuse`).
 pub(super) struct Scratch {
-    /// The plan the buffers are laid out for: its padding columns are zero.
-    plan: Plan,
     /// `dY` image-last, columns zero-padded: `C' × H' × WPAD × L` (`WPAD = W' + 2·pad_w`);
     /// the padding columns are zeroed here and never written.
     dy: Vec<f32>,
@@ -88,23 +87,8 @@ pub(super) struct Scratch {
 impl Scratch {
     /// Buffers for the transposed convolution `tp` (its input is `dY`).
     pub(super) fn new(tp: &Plan) -> Self {
-        Self {
-            plan: *tp,
-            dy: vec![0.0; tp.c * tp.h * wpad(tp) * L + L],
-            dx: vec![0.0; tp.o * tp.oh * tp.ow * L + L],
-        }
+        Self { dy: vec![0.0; tp.c * tp.h * wpad(tp) * L + L], dx: vec![0.0; tp.o * tp.oh * tp.ow * L + L] }
     }
-
-    /// Whether these buffers are laid out for `tp` (and may be used for it again).
-    pub(super) fn fits(&self, tp: &Plan) -> bool {
-        self.plan == *tp
-    }
-}
-
-/// `buf` from its first vector-aligned float, `L` floats shorter.
-fn aligned(buf: &mut [f32]) -> &mut [f32] {
-    let (start, len) = (vector_aligned_start(buf), buf.len() - L);
-    &mut buf[start..][..len]
 }
 
 /// Width of a padded `dY` row in positions.
@@ -121,7 +105,7 @@ pub(super) fn group(tp: &Plan, wt: &[f32], grad_output: &[f32], grad_input: &mut
     assert!(wt.len() == tp.c * tp.kh * tp.kw * tp.o);
     assert!(tp.oh + tp.kh == tp.h + 2 * tp.pad_h + 1 && tp.ow + tp.kw == tp.w + 2 * tp.pad_w + 1);
     let wp = wpad(tp);
-    let (dy, dx) = (aligned(&mut s.dy), aligned(&mut s.dx));
+    let (dy, dx) = (aligned_mut(&mut s.dy), aligned_mut(&mut s.dx));
     // dY image-last, row by row into the padded rows (their borders stay zero).
     for row in 0..tp.c * tp.h {
         transpose_strided(&grad_output[row * tp.w..], q_in, L, tp.w, &mut dy[(row * wp + tp.pad_w) * L..], L);
