@@ -20,10 +20,12 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 pub enum What {
     /// GFLOP/s of `kernels::gemm` beside the `gemm` and `matrixmultiply` crates, for 1
-    /// and 2 threads, over the square, MLP and LeNet-as-im2col shapes.
+    /// and 2 threads, over the square, MLP and LeNet-as-im2col shapes, and as a fraction
+    /// of the machine's FMA ceiling (measured first, registers only).
     Gemm(GemmArgs),
     /// GFLOP/s of LeNet's convolutions (conv1, conv2 at batch 64, forward and backward)
-    /// on `kernels::conv`'s automatic and im2col paths beside im2col + the `gemm` crate.
+    /// on `kernels::conv`'s automatic and im2col paths beside im2col + the `gemm` crate,
+    /// and the automatic path as a fraction of the machine's FMA ceiling.
     Conv(ConvArgs),
     /// Seconds per training epoch, images/s, inference time of the 10,000 test images
     /// and the fraction of the measured GEMM peak, for LeNet-5 and MLP-600 at 1 and 2

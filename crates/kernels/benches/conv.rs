@@ -18,7 +18,10 @@
 //! [--case NAME]... [--threads N]... [--only auto|lowered|gemm]` (or `cargo xtask bench
 //! conv`). `--cpu-time` times one-thread runs by the thread's CPU time rather than wall
 //! time, steadier on a busy machine. `--json` prints one object per line:
-//! `{"case":"conv1_fwd","threads":1,"gflops":…,"lowered":…,"peers":{"gemm":…}}`.
+//! `{"case":"conv1_fwd","threads":1,"gflops":…,"lowered":…,"peers":{"gemm":…}}`, after
+//! one `{"case":"fma_peak","threads":…,"gflops":…}` per thread count: the machine's FMA
+//! ceiling (registers only, `timing::fma_peak`), of which the table's last column is
+//! **auto**'s fraction.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -27,7 +30,7 @@ use kernels::conv::{
     ConvPath, col2im, conv2d_backward_with, conv2d_forward_pooled, conv2d_forward_with, im2col,
 };
 use kernels::{ConvGeometry, Parallelism};
-use timing::{fill, median, sample};
+use timing::{fill, fma_peak, median, sample};
 
 mod timing;
 
@@ -108,14 +111,23 @@ fn main() {
             "GFLOP/s, median; SIMD path {}; batch 64; peer = im2col + `gemm` 0.19",
             kernels::SimdPath::compiled().name()
         );
-        println!("{:<14} {:>3}  {:>8} {:>8} {:>8}", "case", "thr", "auto", "lowered", "gemm");
+        println!(
+            "{:<14} {:>3}  {:>8} {:>8} {:>8} {:>8}",
+            "case", "thr", "auto", "lowered", "gemm", "of peak"
+        );
     }
     for &threads in &opts.threads {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
         pool.install(|| {
+            let peak = fma_peak(threads);
+            if opts.json {
+                println!("{{\"case\":\"fma_peak\",\"threads\":{threads},\"gflops\":{peak:.1}}}");
+            } else {
+                println!("{:<14} {threads:>3}  {peak:>8.1}", "fma_peak");
+            }
             for c in CASES.iter().filter(|c| opts.cases.is_empty() || opts.cases.iter().any(|n| n == c.name))
             {
-                bench_case(c, threads, &opts);
+                bench_case(c, threads, &opts, peak);
             }
         });
     }
@@ -187,7 +199,8 @@ fn forward_pooled(
     kernels::pool::max_pool_2x2(full, (g.out_h(), g.out_w()), pooled, argmax).expect("pooling");
 }
 
-fn bench_case(case: &Case, threads: usize, opts: &Options) {
+/// Times one case for the three paths; `peak` is the FMA ceiling at `threads`.
+fn bench_case(case: &Case, threads: usize, opts: &Options, peak: f64) {
     let g = &case.g;
     let (k, cols_n, o) = (g.col_rows(), g.col_cols(), g.out_c);
     let input = fill(g.input_len(), 1);
@@ -319,8 +332,13 @@ fn bench_case(case: &Case, threads: usize, opts: &Options) {
         );
     } else {
         println!(
-            "{:<14} {:>3}  {:>8.1} {:>8.1} {:>8.1}",
-            case.name, threads, gflops[0], gflops[1], gflops[2]
+            "{:<14} {:>3}  {:>8.1} {:>8.1} {:>8.1} {:>7.1}%",
+            case.name,
+            threads,
+            gflops[0],
+            gflops[1],
+            gflops[2],
+            100.0 * gflops[0] / peak
         );
     }
 }

@@ -15,13 +15,17 @@
 //! Samples of the three libraries are interleaved (ours, gemm, matrixmultiply, ours,
 //! …) so that noise from other processes on this shared machine hits all three alike;
 //! the figure reported is the median sample.
+//!
+//! Each thread count starts with this machine's FMA ceiling at that count (registers
+//! only, see `timing::fma_peak`), and the table gives ours as a fraction of it
+//! (`{"shape":"fma_peak","threads":…,"gflops":…}` in JSON).
 
 use std::hint::black_box;
 use std::process::Command;
 use std::time::Duration;
 
 use kernels::{Epilogue, MatMut, MatRef, Parallelism};
-use timing::{fill, median, sample};
+use timing::{fill, fma_peak, median, sample};
 
 mod timing;
 
@@ -103,12 +107,13 @@ fn main() {
         None => {
             if !opts.json {
                 println!(
-                    "GFLOP/s, median; SIMD path {}; ours vs peers `gemm` 0.19 and `matrixmultiply` 0.3",
+                    "GFLOP/s, median; SIMD path {}; ours vs peers `gemm` 0.19 and `matrixmultiply` 0.3; \
+                     of peak = ours / the FMA ceiling at that thread count",
                     kernels::SimdPath::compiled().name()
                 );
                 println!(
-                    "{:<12} {:>6} {:>5} {:>6} {:>3}  {:>8} {:>8} {:>8}",
-                    "shape", "m", "k", "n", "thr", "ours", "gemm", "mm"
+                    "{:<12} {:>6} {:>5} {:>6} {:>3}  {:>8} {:>8} {:>8} {:>8}",
+                    "shape", "m", "k", "n", "thr", "ours", "gemm", "mm", "of peak"
                 );
             }
             for &threads in &opts.threads {
@@ -128,8 +133,14 @@ fn main() {
 fn child(opts: &Options, threads: usize) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
     pool.install(|| {
+        let peak = fma_peak(threads);
+        if opts.json {
+            println!("{{\"shape\":\"fma_peak\",\"threads\":{threads},\"gflops\":{peak:.1}}}");
+        } else {
+            println!("{:<12} {:>6} {:>5} {:>6} {threads:>3}  {peak:>8.1}", "fma_peak", "-", "-", "-");
+        }
         for s in SHAPES.iter().filter(|s| opts.shapes.is_empty() || opts.shapes.iter().any(|n| n == s.name)) {
-            bench_shape(s, threads, opts);
+            bench_shape(s, threads, opts, peak);
         }
     });
 }
@@ -137,7 +148,8 @@ fn child(opts: &Options, threads: usize) {
 /// A GEMM under test: writes `op(A)·op(B)` into its row-major `m × n` argument.
 type Runner<'a> = &'a dyn Fn(&mut [f32]);
 
-fn bench_shape(s: &Shape, threads: usize, opts: &Options) {
+/// Times one shape for the three libraries; `peak` is the FMA ceiling at `threads`.
+fn bench_shape(s: &Shape, threads: usize, opts: &Options, peak: f64) {
     let (m, k, n) = (s.m, s.k, s.n);
     let a = fill(m * k, 1);
     let b = fill(k * n, 2);
@@ -256,8 +268,16 @@ fn bench_shape(s: &Shape, threads: usize, opts: &Options) {
         );
     } else {
         println!(
-            "{:<12} {:>6} {:>5} {:>6} {:>3}  {:>8.1} {:>8.1} {:>8.1}",
-            s.name, m, k, n, threads, gflops[0], gflops[1], gflops[2]
+            "{:<12} {:>6} {:>5} {:>6} {:>3}  {:>8.1} {:>8.1} {:>8.1} {:>7.1}%",
+            s.name,
+            m,
+            k,
+            n,
+            threads,
+            gflops[0],
+            gflops[1],
+            gflops[2],
+            100.0 * gflops[0] / peak
         );
     }
 }

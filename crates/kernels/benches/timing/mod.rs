@@ -60,3 +60,51 @@ pub fn sample(iters: usize, f: &mut dyn FnMut(), cpu_time: bool) -> f64 {
         t.elapsed().as_secs_f64() / iters as f64
     }
 }
+
+/// The widest SIMD vector compiled in, as in `kernels`' microkernel.
+#[cfg(all(target_feature = "avx512f", target_feature = "fma"))]
+type Lanes = wide::f32x16;
+#[cfg(all(
+    not(all(target_feature = "avx512f", target_feature = "fma")),
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+type Lanes = wide::f32x8;
+#[cfg(not(all(target_feature = "avx2", target_feature = "fma")))]
+type Lanes = wide::f32x4;
+
+/// Independent accumulator chains of the peak loop: at least an FMA's latency times the
+/// FMAs issued per cycle (4 × 2 on the x86 cores of today), within the register file.
+const CHAINS: usize = if size_of::<Lanes>() == 64 { 24 } else { 12 };
+
+/// `steps` rounds of one fused multiply-add on each of [`CHAINS`] register-resident
+/// vectors: no loads, no stores, no dependency between the chains.
+fn fma_chains(steps: usize) -> f32 {
+    let a = Lanes::splat(std::hint::black_box(1.000_000_1));
+    let b = Lanes::splat(std::hint::black_box(-0.000_000_1));
+    let mut acc = [Lanes::splat(std::hint::black_box(1.0)); CHAINS];
+    for _ in 0..steps {
+        for x in acc.iter_mut() {
+            *x = x.mul_add(a, b);
+        }
+    }
+    acc.iter().map(|x| x.reduce_add()).sum()
+}
+
+/// This machine's floating-point ceiling in GFLOP/s on `threads` threads (each thread of
+/// the current rayon pool runs the loop of [`fma_chains`] at once): what no kernel
+/// can beat, against which a GEMM's figure reads as a fraction. Median of 5 samples of
+/// about 50 ms.
+pub fn fma_peak(threads: usize) -> f64 {
+    let steps = 8_000_000;
+    let flops = (steps * CHAINS * size_of::<Lanes>() / size_of::<f32>() * 2 * threads) as f64;
+    let times = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let sums = rayon::broadcast(|_| fma_chains(std::hint::black_box(steps)));
+            std::hint::black_box(sums);
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    flops / median(times) / 1e9
+}
