@@ -1,9 +1,15 @@
 //! Register and cache blocking of the GEMM: the microkernel tile `MR × NR` and the
 //! three cache blocks `KC`, `MC`, `NC`, each derived from this machine's caches.
 //!
-//! The machine (read from `/sys/devices/system/cpu/cpu0/cache`): an Intel Xeon with
-//! AVX-512 under KVM, 2 cores; L1d 48 KiB 12-way (4 KiB per way), L2 2 MiB 16-way
-//! (128 KiB per way) per core, L3 480 MiB shared. Lines are 64 bytes.
+//! The machines (read from `/sys/devices/system/cpu/cpu0/cache`), both with AVX-512 under
+//! KVM, 2 cores, 64-byte lines:
+//!
+//! * an Intel Xeon (family 6 model 167): L1d 48 KiB 12-way (4 KiB per way), L2 2 MiB
+//!   16-way (128 KiB per way) per core, L3 480 MiB shared; two 512-bit FMA units;
+//! * since 2026-12-07 an AMD EPYC Zen 4 (family 25 model 17, Genoa): L1d 32 KiB 8-way
+//!   (4 KiB per way), L2 1 MiB 8-way (128 KiB per way) per core, L3 32 MiB shared; a
+//!   512-bit FMA issues over two 256-bit units, one per cycle (117 GFLOP/s per core at
+//!   its 3.7 GHz, `cargo xtask bench gemm`'s `fma_peak`).
 //!
 //! In kernel orientation (see `driver`), the microkernel computes an `MR × NR` tile of
 //! C whose `MR` rows are `MR / LANES` SIMD vectors and whose `NR` columns are
@@ -11,7 +17,8 @@
 //!
 //! * `MR × NR` (registers): with 32 zmm registers, 48 × 8 keeps 3 · 8 = 24
 //!   accumulators, 3 vectors of A and 1 broadcast of B live (28 registers) and does 24
-//!   FMAs per 11 loads, inside the two-FMA, two-or-three-load budget of a cycle. BLIS
+//!   FMAs per 11 loads, inside the Xeon's two-FMA, two-or-three-load budget of a cycle
+//!   (and further inside Zen 4's, which issues one 512-bit FMA per cycle). BLIS
 //!   uses 32 × 12 on Skylake-X (24 FMAs per 14 loads); 48 × 8 measured ~5–10% faster
 //!   here and fits this project's shapes better: n = 64 (MLP batch) and n = 16 (conv2)
 //!   are whole multiples of 8, where 12 wastes 11% and 33% of a tile. The `gemm`
@@ -21,21 +28,30 @@
 //!   16 × 6 (12 + 2 + 1 = 15 registers) and the portable path 8 × 6 on 16 xmm registers.
 //! * `KC` cuts LOOP 4 (the `k` dimension) and sizes the B micro-panel `KC × NR` that
 //!   stays in L1 while LOOP 1 streams A micro-panels past it: 512 · 8 · 4 B = 16 KiB,
-//!   4 of the 12 ways of L1d, leaving 8 ways for the A micro-panel stream (192 B per
-//!   step) and the C tile. (BLIS takes 384 for a 32 KiB 8-way L1; scaled to 48 KiB that
-//!   is 576.) `k` is cut into equal blocks of at most `KC` (see [`Blocking::kc_for`]).
+//!   4 of the 12 ways of the Xeon's L1d and 4 of the 8 of Zen 4's, leaving the rest for
+//!   the A micro-panel stream (192 B per step) and the C tile. (BLIS takes 384 for a
+//!   32 KiB 8-way L1 on Skylake-X and 480 on Zen 4.) `k` is cut into equal blocks of at
+//!   most `KC` (see [`Blocking::kc_for`]). `KC` is a constant rather than read off the
+//!   machine because it decides how each sum over `k` is associated: a different `KC`
+//!   gives different bits, and a model trained with one seed must give the same bits on
+//!   every machine that runs the same SIMD path.
 //! * `MC` cuts LOOP 3 (the `m` dimension) and sizes the packed block A~ `MC × KC`,
-//!   which stays in L2 across LOOP 2: 480 · 512 · 4 B = 960 KiB, under half of L2 (8 of
-//!   16 ways), so that the B micro-panels and C lines streaming through do not evict it.
+//!   which stays in L2 across LOOP 2: 480 · 512 · 4 B = 960 KiB, under half of the
+//!   Xeon's L2 (8 of 16 ways), so that the B micro-panels and C lines streaming through
+//!   do not evict it. On Zen 4 it nearly fills the 1 MiB L2, as BLIS's own Genoa
+//!   blocking does (`MC` 512 × `KC` 480, 960 KiB): each A micro-panel is read once per B
+//!   micro-panel and streams from L2 at 8 bytes per cycle, which its prefetchers keep
+//!   up with. (`MC` does not change a bit of the result.)
 //! * `NC` cuts LOOP 5 (the `n` dimension) and sizes the packed block B~ `KC × NC`,
-//!   which lives in L3: 512 · 4096 · 4 B = 8 MiB, a small part of the 480 MiB L3 but
+//!   which lives in L3: 512 · 4096 · 4 B = 8 MiB, a quarter of Zen 4's 32 MiB L3, but
 //!   enough that no shape of this project needs more than one pass of LOOP 5 per
 //!   k-block, so A~ is packed once per k-block.
 //!
 //! Sweeping `KC` ∈ {192, 256, 384, 512} × `MC` ∈ {128, 240, 256, 480, 512} on the
-//! squares and the MLP shapes (`cargo xtask bench gemm --cpu-time`, with
-//! `ACTPRUNE_GEMM_KC`/`_MC`) moved results by less than the run-to-run noise (±8%), so
-//! the cache-derived values stand.
+//! Xeon's squares and MLP shapes (`cargo xtask bench gemm --cpu-time`, with
+//! `ACTPRUNE_GEMM_KC`/`_MC`) moved results by less than the run-to-run noise (±8%), and
+//! `MC` ∈ {480, 336, 240, 144, 96} on Zen 4 (two rounds, CPU time, 1 thread) by under 2%
+//! (noise 2%), so the cache-derived values stand on both.
 //!
 //! `KC`, `MC` and `NC` can be overridden for tuning, without a rebuild, through the
 //! environment variables `ACTPRUNE_GEMM_KC`, `ACTPRUNE_GEMM_MC` and `ACTPRUNE_GEMM_NC`
