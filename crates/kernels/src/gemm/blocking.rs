@@ -23,9 +23,12 @@
 //!   here and fits this project's shapes better: n = 64 (MLP batch) and n = 16 (conv2)
 //!   are whole multiples of 8, where 12 wastes 11% and 33% of a tile. The `gemm`
 //!   crate's 64 × 6 (4 vectors, 10 loads per 24 FMAs) measured the same as 48 × 8
-//!   within noise on these shapes (`MV`/`NR` in `microkernel.rs`; the edge dispatch in
-//!   `driver.rs` already handles `MV = 4`). AVX2 (16 ymm) uses
-//!   16 × 6 (12 + 2 + 1 = 15 registers) and the portable path 8 × 6 on 16 xmm registers.
+//!   within noise on these shapes on the Xeon, and on Zen 4 the same on the squares but
+//!   4–12% slower on the MLP shapes (three alternating rounds, CPU time, 1 thread; the
+//!   same bits: a tile's shape does not change any element's order of summation);
+//!   trying it is a change of `MV`/`NR` in `microkernel.rs`, the edge dispatch in
+//!   `driver.rs` already handles `MV = 4`. AVX2 (16 ymm) uses 16 × 6 (12 + 2 + 1 = 15
+//!   registers) and the portable path 8 × 6 on 16 xmm registers.
 //! * `KC` cuts LOOP 4 (the `k` dimension) and sizes the B micro-panel `KC × NR` that
 //!   stays in L1 while LOOP 1 streams A micro-panels past it: 512 · 8 · 4 B = 16 KiB,
 //!   4 of the 12 ways of the Xeon's L1d and 4 of the 8 of Zen 4's, leaving the rest for
