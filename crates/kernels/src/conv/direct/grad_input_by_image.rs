@@ -137,20 +137,22 @@ struct Tile<'a> {
 }
 
 fn dispatch(ob: usize, rx: usize, t: &Tile<'_>, dx: &mut [f32]) {
+    // Each narrower kernel exists only below the full tile (AVX2's is 3 × 3): the
+    // guards leave the full size to the last arm and no kernel is instantiated twice.
     fn by_rx<const OB: usize>(rx: usize, t: &Tile<'_>, dx: &mut [f32]) {
         match rx {
             1 => tile_kernel::<OB, 1>(t, dx),
             2 => tile_kernel::<OB, 2>(t, dx),
-            3 => tile_kernel::<OB, 3>(t, dx),
+            3 if tile::RX > 3 => tile_kernel::<OB, 3>(t, dx),
             _ => tile_kernel::<OB, { tile::RX }>(t, dx),
         }
     }
     match ob {
         1 => by_rx::<1>(rx, t, dx),
         2 => by_rx::<2>(rx, t, dx),
-        3 => by_rx::<3>(rx, t, dx),
-        4 => by_rx::<4>(rx, t, dx),
-        5 => by_rx::<5>(rx, t, dx),
+        3 if tile::OB > 3 => by_rx::<3>(rx, t, dx),
+        4 if tile::OB > 4 => by_rx::<4>(rx, t, dx),
+        5 if tile::OB > 5 => by_rx::<5>(rx, t, dx),
         _ => by_rx::<{ tile::OB }>(rx, t, dx),
     }
 }
