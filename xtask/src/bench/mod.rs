@@ -3,10 +3,13 @@
 //! Each benchmark is a `harness = false` bench target of the crate it measures; this
 //! command only names them and forwards the options, so that `cargo xtask bench gemm
 //! --json` and `cargo bench -p kernels --bench gemm -- --json` are the same run.
+//! `cargo xtask bench session` runs them all with the peers beside them (`session`).
 
 use std::process::Command;
 
 use anyhow::{Context, bail};
+
+mod session;
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -31,6 +34,10 @@ pub enum What {
     /// and the fraction of the measured GEMM peak, for LeNet-5 and MLP-600 at 1 and 2
     /// threads, on the real MNIST (`ACTPRUNE_MNIST_DIR` or `data/mnist`).
     Train(TrainArgs),
+    /// A whole session: `gemm`, `conv` and `train` (repeated), then with `--peers` the
+    /// numpy/OpenBLAS and PyTorch scripts, back to back; every output and a description
+    /// of the machine go into one folder (default `results/bench/<UTC date-time>`).
+    Session(session::SessionArgs),
 }
 
 /// Options of `cargo xtask bench train`.
@@ -115,6 +122,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             let repeated = [("--case", c.case.clone()), ("--threads", threads(&c.threads))];
             cargo_bench("kernels", "conv", &forwarded(&switches, &repeated))
         }
+        What::Session(s) => session::run(s),
     }
 }
 
