@@ -23,7 +23,7 @@ use crate::experiment::store::write_atomic;
 /// Options of `cargo xtask bench session`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SessionArgs {
-    /// Folder for this session's outputs [default: results/bench/<UTC date-time>].
+    /// Folder for this session's outputs (default: `results/bench/<UTC date-time>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Folder of the peer scripts (`gemm_bench.py`, `train_bench.py`), such as
