@@ -7,8 +7,10 @@
 //! [--model lenet5|mlp]... [--threads N]...` (or `cargo xtask bench train`). With
 //! `--layers`, each model and thread count then also times every layer's kernels over
 //! training steps (forward, and backward with the fused SGD step) and prints their
-//! microseconds per step and GFLOP/s, and what the steps spent outside them (the loss,
-//! the non-fused SGD updates, waiting). The data folder is
+//! microseconds per step and GFLOP/s, how much of a Linear's backward its input
+//! gradient took ("of which dX"; the rest is its weight gradient with the fused SGD
+//! step), and what the steps spent outside them (the loss, the non-fused SGD updates,
+//! waiting). The data folder is
 //! `ACTPRUNE_MNIST_DIR` or `data/mnist`. Figures are medians of repeated runs (the
 //! machine is shared: other processes add noise); `--quick` trains 200 batches per run
 //! and scales to an epoch. `epoch CPU s` is the process's CPU time for the epoch (all
@@ -58,7 +60,7 @@ fn layer_breakdown(
         if t.forward_passes == 0 && t.backward_passes == 0 {
             continue;
         }
-        let (fwd, bwd) = (per_step(t.forward), per_step(t.backward));
+        let (fwd, bwd, bwd_dx) = (per_step(t.forward), per_step(t.backward), per_step(t.backward_input));
         kernels += fwd + bwd;
         let macs = (model.layer_macs(i) * batch) as f64;
         let bwd_macs = if Some(i) == first { macs } else { 2.0 * macs };
@@ -66,17 +68,19 @@ fn layer_breakdown(
         let kind = model.layers()[i].kind();
         if json {
             println!(
-                "{{\"layer\":{i},\"kind\":\"{kind}\",\"threads\":{threads},\"forward_us\":{:.2},\"backward_us\":{:.2},\"forward_gflops\":{:.2},\"backward_gflops\":{:.2}}}",
+                "{{\"layer\":{i},\"kind\":\"{kind}\",\"threads\":{threads},\"forward_us\":{:.2},\"backward_us\":{:.2},\"backward_input_us\":{:.2},\"forward_gflops\":{:.2},\"backward_gflops\":{:.2}}}",
                 fwd * 1e6,
                 bwd * 1e6,
+                bwd_dx * 1e6,
                 gflops(macs, fwd),
                 gflops(bwd_macs, bwd)
             );
         } else {
             println!(
-                "  {i:>3} {kind:<8} {:>12.1} {:>12.1} {:>10.1} {:>10.1}",
+                "  {i:>3} {kind:<8} {:>12.1} {:>12.1} {:>12} {:>10.1} {:>10.1}",
                 fwd * 1e6,
                 bwd * 1e6,
+                if bwd_dx > 0.0 { format!("{:.1}", bwd_dx * 1e6) } else { "-".into() },
                 gflops(macs, fwd),
                 gflops(bwd_macs, bwd)
             );
@@ -214,8 +218,8 @@ fn main() {
                 if layers {
                     if !json {
                         println!(
-                            "  {:>3} {:<8} {:>12} {:>12} {:>10} {:>10}",
-                            "#", "layer", "fwd µs/step", "bwd µs/step", "fwd GF/s", "bwd GF/s"
+                            "  {:>3} {:<8} {:>12} {:>12} {:>12} {:>10} {:>10}",
+                            "#", "layer", "fwd µs/step", "bwd µs/step", "of which dX", "fwd GF/s", "bwd GF/s"
                         );
                     }
                     let steps = if quick { 200 } else { 1000 };

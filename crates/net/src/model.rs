@@ -83,6 +83,11 @@ pub struct LayerTime {
     /// Backward passes: the input gradient (and a ReLU below folded into it), the
     /// weight and bias gradients, and the SGD step fused into a Linear's weight gradient.
     pub backward: Duration,
+    /// Of `backward`, a Linear's input gradient (its own GEMM, with the folded ReLU);
+    /// the rest is its weight gradient with the fused SGD step, and its bias gradient.
+    /// Zero for other layers (a Conv2d's backward is one kernel call) and for a layer
+    /// whose input gradient is not needed (the first with parameters).
+    pub backward_input: Duration,
     /// Forward passes timed.
     pub forward_passes: u32,
     /// Backward passes timed.
@@ -729,6 +734,8 @@ impl Model {
                 f(i, &ws.acts[i], &ws.dacts[i], self.shapes[i]);
             }
             let start = ws.clock();
+            // A Linear's input gradient, timed apart when the workspace is timing.
+            let mut input_time = start.map(|_| Duration::ZERO);
             let in_shape = if i == 0 { self.input } else { self.shapes[i - 1] };
             let need_dinp = i > lowest;
             let below = self.input_slot(i, fuse);
@@ -763,7 +770,8 @@ impl Model {
                         Some((lr, taken)) => linear::Weights::Descend(&mut taken[i], *lr),
                         None => linear::Weights::Read(&l.weight),
                     };
-                    linear::backward(dinp, (gw, beta), gb, dout, inp, (l, weights), batch, mask)
+                    let timed = input_time.as_mut();
+                    linear::backward(dinp, (gw, beta), gb, dout, inp, (l, weights), batch, mask, timed)
                         .map_err(kerr)?;
                 }
                 Layer::Conv2d(c) => {
@@ -792,6 +800,9 @@ impl Model {
                 }
             }
             ws.add_time(i, false, start);
+            if let (Some(times), Some(d)) = (ws.timing.as_mut(), input_time) {
+                times[i].backward_input += d;
+            }
             // The folded ReLU is done: continue below it.
             if let Some((relu, _)) = fold {
                 i = relu;
@@ -834,6 +845,15 @@ mod tests {
                 let t = times[i];
                 assert_eq!((t.forward_passes, t.backward_passes), (2, 2), "layer {i}");
                 assert!(t.forward > Duration::ZERO && t.backward > Duration::ZERO, "layer {i}: {t:?}");
+                // A Linear's input gradient is timed apart, inside its backward time.
+                if matches!(layer, Layer::Linear(_)) {
+                    assert!(
+                        t.backward_input > Duration::ZERO && t.backward_input < t.backward,
+                        "layer {i}: {t:?}"
+                    );
+                } else {
+                    assert_eq!(t.backward_input, Duration::ZERO, "layer {i}");
+                }
             }
         }
         // conv1's ReLU and pooling run inside conv1's kernel: nothing of their own.

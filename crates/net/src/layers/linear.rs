@@ -4,6 +4,8 @@
 //! Layouts: `inp` row-major `B × I`, `out` row-major `B × O`, `weight` row-major
 //! `O × I` (PyTorch's layout), `bias` `O`.
 
+use std::time::{Duration, Instant};
+
 use kernels::{Bias, Epilogue, KernelError, MatMut, MatRef, Parallelism, gemm, gemm_with_descend};
 
 /// A fully connected layer with owned parameters.
@@ -71,6 +73,8 @@ pub(crate) enum Weights<'a> {
 /// - dweight (O × I) ← β·dweight + doutᵀ (O × B) · inp (B × I), with `(dweight, β)`;
 ///   β = 0 overwrites (C is not read: no zeroing pass); then the descent, if any
 /// - dbias (O) = Σ_b dout[b, :], overwritten
+///
+/// With `input_time`, the input gradient's GEMM is timed and its duration added there.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     dinp: Option<&mut [f32]>,
@@ -81,6 +85,7 @@ pub(crate) fn backward(
     (layer, weights): (&Linear, Weights<'_>),
     batch: usize,
     mask: Option<&[f32]>,
+    input_time: Option<&mut Duration>,
 ) -> Result<(), KernelError> {
     let (i, o) = (layer.in_features, layer.out_features);
     let dy = MatRef::row_major(dout, batch, o)?;
@@ -97,7 +102,11 @@ pub(crate) fn backward(
             None => None,
         };
         let epilogue = Epilogue { bias: Bias::None, relu: false, relu_mask };
+        let start = input_time.as_ref().map(|_| Instant::now());
         gemm(1.0, dy, w, 0.0, &mut dx, &epilogue, Parallelism::Threads)?;
+        if let (Some(total), Some(start)) = (input_time, start) {
+            *total += start.elapsed();
+        }
     }
     let mut dw = MatMut::row_major(dweight, o, i)?;
     match weights {
