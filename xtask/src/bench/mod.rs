@@ -50,7 +50,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub quick: bool,
     /// Also time each layer's kernels over training steps (forward, and backward with
-    /// the fused SGD step): microseconds per step and GFLOP/s per layer.
+    /// the fused SGD step): microseconds per step and GFLOP/s per layer, and how much of
+    /// a Linear's backward its input gradient took.
     #[arg(long)]
     pub layers: bool,
     /// Only these models (`lenet5`, `mlp`); repeatable.

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::experiment::store::write_atomic;
+use crate::experiment::store::{Machine, git_commit, write_atomic};
 
 /// Options of `cargo xtask bench session`.
 #[derive(clap::Args, Debug, Clone)]
@@ -173,29 +173,20 @@ pub fn run(args: &SessionArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Commit, time, CPU, caches and load: what a figure needs beside it.
+/// Commit, time, CPU, caches and load: what a figure needs beside it (the commit and
+/// CPU as an experiment's run records them, then the details a speed figure needs).
 fn describe_machine(root: &Path) -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .current_dir(root)
-            .args(args)
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
-    let dirty = if git(&["status", "--porcelain", "--untracked-files=no"]).is_empty() {
-        ""
-    } else {
-        " (with uncommitted changes)"
-    };
+    let machine = Machine::detect();
     let mut s = format!(
-        "commit: {}{dirty}\nstart: {} UTC\n",
-        git(&["rev-parse", "--short", "HEAD"]),
-        utc_stamp(now_seconds())
+        "commit: {}\nstart: {} UTC\ncpu: {} ({} logical cores, {})\n",
+        git_commit(root),
+        utc_stamp(now_seconds()),
+        machine.cpu,
+        machine.cores,
+        machine.os
     );
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    for key in ["vendor_id", "model name", "cpu family", "model", "flags"] {
+    for key in ["vendor_id", "cpu family", "model", "flags"] {
         if let Some(line) = cpuinfo.lines().find(|l| l.split(':').next().is_some_and(|k| k.trim() == key)) {
             let value = line.split_once(':').map_or("", |(_, v)| v.trim());
             let value = if key == "flags" {
@@ -206,7 +197,6 @@ fn describe_machine(root: &Path) -> String {
             s.push_str(&format!("{key}: {value}\n"));
         }
     }
-    s.push_str(&format!("cpus: {}\n", std::thread::available_parallelism().map_or(0, |n| n.get())));
     for index in 0..8 {
         let dir = PathBuf::from(format!("/sys/devices/system/cpu/cpu0/cache/index{index}"));
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).map(|v| v.trim().to_string());
