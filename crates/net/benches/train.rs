@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use kernels::{Epilogue, MatMut, MatRef, Parallelism};
 use mnist_io::{Dataset, Normalize, write_batch};
-use net::{Init, Model, Sgd, TrainConfig, Workspace, evaluate, train};
+use net::{Init, Model, Sgd, TrainConfig, Workspace, evaluate, train, training_input};
 
 /// Times each layer of `model` over `steps` training steps at batch 64 (after 20 untimed
 /// ones), and prints a row per layer with kernels: forward and backward microseconds
@@ -39,11 +39,14 @@ fn layer_breakdown(
     let batch = 64;
     let mut sgd = Sgd::new(lr, momentum, 0.0, false);
     let mut ws = Workspace::default();
+    // Fed as `train` feeds it (an MLP's centring folded into its first layer).
+    let (norm, offset) = training_input(model, Normalize::default());
+    ws.fold_input_offset(offset);
     let (mut images, mut labels) = (vec![0.0f32; batch * data.image_len()], vec![0u32; batch]);
     let indices: Vec<u32> = (0..data.len() as u32).collect();
     let mut step_time = std::time::Duration::ZERO;
     for (s, chunk) in indices.chunks_exact(batch).cycle().take(steps + 20).enumerate() {
-        write_batch(data, chunk, Normalize::default(), &mut images, &mut labels);
+        write_batch(data, chunk, norm, &mut images, &mut labels);
         if s == 20 {
             ws.time_layers(true);
         }

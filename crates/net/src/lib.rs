@@ -33,4 +33,5 @@ pub use sgd::{Schedule, Sgd};
 pub use spec::{LayerSpec, parse_spec};
 pub use train::{
     EpochStats, Evaluation, TrainConfig, TrainObserver, TrainReport, evaluate, fold_centring, train,
+    training_input,
 };

@@ -68,6 +68,12 @@ pub struct Workspace {
     /// `dW ← β·dW + ∇W` (0, the default, overwrites). Set only by
     /// [`crate::Sgd::forward_backward_step`], for the length of one pass.
     pub(crate) linear_grad_beta: f32,
+    /// The offset folded into the first layer (see [`Workspace::fold_input_offset`]);
+    /// 0 for none.
+    input_offset: f32,
+    /// The first layer's bias with the input offset folded in, during a forward pass;
+    /// `offset · ∇bias` during a backward pass.
+    offset_scratch: Vec<f32>,
     /// Per layer, the time of its kernels in the passes run since
     /// [`Workspace::time_layers`] turned timing on; `None` when off.
     timing: Option<Vec<LayerTime>>,
@@ -106,6 +112,18 @@ impl Workspace {
     /// turned timing on; empty when timing is off.
     pub fn layer_times(&self) -> &[LayerTime] {
         self.timing.as_deref().unwrap_or(&[])
+    }
+
+    /// Passes run with this workspace take inputs that are the model's true inputs minus
+    /// `offset` in every element, and add it back in their first layer, which must be a
+    /// Linear fed through Flattens only ([`Model::offset_layer`]): its forward adds
+    /// `offset · Σᵢ W[o, i]` to each bias, and its weight gradient `offset · ∇bias[o]`
+    /// to each row. The same function of the true inputs up to rounding, and the
+    /// background of images normalised to a non-zero mean becomes exact zeros again,
+    /// whose multiply-adds the GEMM skips ([`crate::training_input`]). 0 (the
+    /// default) folds nothing.
+    pub fn fold_input_offset(&mut self, offset: f32) {
+        self.input_offset = offset;
     }
 
     /// The clock now, if this workspace is timing.
@@ -493,21 +511,55 @@ impl Model {
         fuse: bool,
         mut f: Option<&mut OutputFn>,
     ) -> Result<(), NetError> {
+        let offset_layer = self.folded_offset_layer(ws)?;
         for (i, fused) in self.steps(fuse) {
             // Layer i writes into buffer `target` (i, or the last layer fused into it) and
             // reads the buffer `src` below it; `src < i ≤ target`, so one split separates them.
             let target = fused.last(i);
             let src = self.input_slot(i, fuse);
             let start = ws.clock();
+            let bias = match (&self.layers[i], offset_layer == Some(i)) {
+                (Layer::Linear(l), true) => {
+                    ws.offset_scratch.resize(l.out_features, 0.0);
+                    linear::offset_bias(l, ws.input_offset, &mut ws.offset_scratch);
+                    Some(&ws.offset_scratch[..])
+                }
+                _ => None,
+            };
             let (lo, hi) = ws.acts.split_at_mut(i);
             let inp: &[f32] = src.map_or(input, |j| &lo[j]);
-            self.forward_layer(i, &mut hi[target - i], inp, &mut ws.argmax[target], batch, fused)?;
+            self.forward_layer(i, &mut hi[target - i], inp, &mut ws.argmax[target], batch, fused, bias)?;
             ws.add_time(i, true, start);
             if let Some(f) = f.as_deref_mut() {
                 f(i, &ws.acts[i], self.shapes[i]);
             }
         }
         Ok(())
+    }
+
+    /// The layer an input offset folds into ([`Workspace::fold_input_offset`]): the
+    /// first layer with parameters, when it is a Linear fed through Flattens only.
+    pub fn offset_layer(&self) -> Option<usize> {
+        let first = self.layers.iter().position(|l| !matches!(l, Layer::Flatten))?;
+        matches!(self.layers[first], Layer::Linear(_)).then_some(first)
+    }
+
+    /// The layer `ws`'s input offset folds into, `None` when it has none.
+    ///
+    /// # Errors
+    /// [`NetError::Config`] when it has one and this model has no [`Model::offset_layer`].
+    fn folded_offset_layer(&self, ws: &Workspace) -> Result<Option<usize>, NetError> {
+        if ws.input_offset == 0.0 {
+            return Ok(None);
+        }
+        match self.offset_layer() {
+            Some(i) => Ok(Some(i)),
+            None => Err(NetError::Config(format!(
+                "an input offset ({}) folds only into a first Linear layer fed through Flattens; this \
+                 model's first layer with parameters is not one",
+                ws.input_offset
+            ))),
+        }
     }
 
     /// The kernels a forward pass runs, in order: `(i, what is fused into layer i)`.
@@ -544,7 +596,9 @@ impl Model {
     }
 
     /// Layer `i` alone over `batch` images, with the layers `fused` into it: `inp` its
-    /// input, `out` the output of the last of them, `argmax` a pooling's window indices.
+    /// input, `out` the output of the last of them, `argmax` a pooling's window indices,
+    /// `bias` a Linear's bias with an input offset folded in, instead of its own.
+    #[allow(clippy::too_many_arguments)]
     fn forward_layer(
         &self,
         i: usize,
@@ -553,12 +607,15 @@ impl Model {
         argmax: &mut [u32],
         batch: usize,
         fused: Fusion,
+        bias: Option<&[f32]>,
     ) -> Result<(), NetError> {
         let in_shape = if i == 0 { self.input } else { self.shapes[i - 1] };
         let kerr = |source| NetError::Kernel { layer: i, source };
         let hw = (in_shape[1], in_shape[2]);
         match &self.layers[i] {
-            Layer::Linear(l) => linear::forward(out, inp, l, batch, fused.relu).map_err(kerr)?,
+            Layer::Linear(l) => {
+                linear::forward(out, inp, l, bias.unwrap_or(&l.bias), batch, fused.relu).map_err(kerr)?
+            }
             Layer::Conv2d(c) => {
                 // An empty buffer: inference, which needs no window indices.
                 let argmax = (!argmax.is_empty()).then_some(argmax);
@@ -721,6 +778,7 @@ impl Model {
         mut descend: Option<(f32, &mut [Vec<f32>])>,
     ) -> Result<(), NetError> {
         let n = self.layers.len();
+        let offset_layer = self.folded_offset_layer(ws)?;
         // Gradients below the first layer with parameters feed nothing (when fusing).
         let lowest =
             if fuse { self.layers.iter().position(|l| l.params().is_some()).unwrap_or(n) } else { 0 };
@@ -771,8 +829,23 @@ impl Model {
                         None => linear::Weights::Read(&l.weight),
                     };
                     let timed = input_time.as_mut();
-                    linear::backward(dinp, (gw, beta), gb, dout, inp, (l, weights), batch, mask, timed)
-                        .map_err(kerr)?;
+                    let offset = (offset_layer == Some(i)).then(|| {
+                        ws.offset_scratch.resize(l.out_features, 0.0);
+                        (ws.input_offset, &mut ws.offset_scratch[..])
+                    });
+                    linear::backward(
+                        dinp,
+                        (gw, beta),
+                        gb,
+                        dout,
+                        inp,
+                        (l, weights),
+                        batch,
+                        mask,
+                        offset,
+                        timed,
+                    )
+                    .map_err(kerr)?;
                 }
                 Layer::Conv2d(c) => {
                     let (gw, gb) = &mut ws.grads[i];
@@ -818,6 +891,29 @@ mod tests {
 
     fn lenet() -> Model {
         Model::from_spec("lenet5", [1, 28, 28], 10, Init::PyTorchDefault, 1).unwrap()
+    }
+
+    /// A forward pass with the centring folded in (training) and the model that
+    /// evaluation folds it into compute the same bits.
+    #[test]
+    fn a_folded_input_offset_gives_the_logits_of_the_folded_model() {
+        let m = Model::from_spec("mlp:48-40-5", [1, 4, 12], 5, Init::PyTorchDefault, 3).unwrap();
+        let norm = mnist_io::Normalize::default();
+        let (folded, scaled) = crate::fold_centring(&m, norm).unwrap();
+        let (train_norm, offset) = crate::training_input(&m, norm);
+        assert_eq!((train_norm, offset), (scaled, -norm.mean / norm.std));
+        let x: Vec<f32> =
+            (0..5 * 48).map(|i| if i % 4 == 0 { scaled.apply((i * 13 % 256) as u8) } else { 0.0 }).collect();
+        let mut ws = Workspace::default();
+        let plain = folded.forward(&x, 5, &mut ws).unwrap().to_vec();
+        ws.fold_input_offset(offset);
+        let with_offset = m.forward(&x, 5, &mut ws).unwrap().to_vec();
+        assert_eq!(
+            plain.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            with_offset.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        // LeNet-5's first layer is a convolution: nothing is folded.
+        assert_eq!(crate::training_input(&lenet(), norm), (norm, 0.0));
     }
 
     #[test]

@@ -316,6 +316,61 @@ mod tests {
         }
     }
 
+    /// Three steps on inputs with a zero background fed with their offset folded into
+    /// the first layer, against the same inputs centred: the same training up to
+    /// rounding, on the fused-descent path and on the two-call paths.
+    #[test]
+    fn a_folded_input_offset_trains_as_the_centred_inputs_do() {
+        let (spec, shape, n) = ("mlp:48-40-24-5", [1, 4, 12], 9);
+        let offset = -0.1307f32 / 0.3081;
+        let scaled: Vec<f32> =
+            (0..n * 48).map(|i| if i % 3 == 0 { (i % 17) as f32 / 5.0 } else { 0.0 }).collect();
+        let centred: Vec<f32> = scaled.iter().map(|&s| s + offset).collect();
+        let (_, labels) = batch(48, n, 5);
+        for (momentum, decay) in [(0.9, 0.0), (0.0, 0.0), (0.9, 1e-3)] {
+            let run = |x: &[f32], offset: f32| {
+                let mut m = Model::from_spec(spec, shape, 5, Init::PyTorchDefault, 3).unwrap();
+                let (mut sgd, mut ws) = (Sgd::new(0.05, momentum, decay, false), Workspace::default());
+                ws.fold_input_offset(offset);
+                let losses: Vec<f32> = (0..3)
+                    .map(|_| sgd.forward_backward_step(&mut m, x, &labels, n, &mut ws).unwrap().0)
+                    .collect();
+                let params: Vec<f32> = m
+                    .layers()
+                    .iter()
+                    .filter_map(|l| l.params())
+                    .flat_map(|(w, b)| [w, b])
+                    .flatten()
+                    .copied()
+                    .collect();
+                (losses, params)
+            };
+            let close = |a: &[f32], b: &[f32]| {
+                a.iter().zip(b).all(|(a, b)| (a - b).abs() <= 1e-5 * a.abs().max(0.01))
+            };
+            let (losses, params) = run(&centred, 0.0);
+            let (folded_losses, folded_params) = run(&scaled, offset);
+            assert!(close(&losses, &folded_losses), "μ {momentum}: {losses:?} vs {folded_losses:?}");
+            assert!(close(&params, &folded_params), "μ {momentum}, weight decay {decay}: parameters differ");
+            // The offset is what makes them agree.
+            assert!(!close(&params, &run(&scaled, 0.0).1));
+        }
+    }
+
+    #[test]
+    fn an_input_offset_needs_a_first_linear_layer() {
+        let spec = "conv4k3p1,relu,pool2,flatten,fc12,relu,fc5";
+        let mut m = Model::from_spec(spec, [1, 8, 8], 5, Init::PyTorchDefault, 3).unwrap();
+        assert_eq!(m.offset_layer(), None);
+        let (x, labels) = batch(64, 2, 5);
+        let (mut sgd, mut ws) = (Sgd::new(0.05, 0.9, 0.0, false), Workspace::default());
+        ws.fold_input_offset(-0.5);
+        let err = sgd.forward_backward_step(&mut m, &x, &labels, 2, &mut ws).unwrap_err();
+        assert!(matches!(err, NetError::Config(ref msg) if msg.contains("first Linear")), "{err}");
+        let flat = Model::from_spec("flatten,fc12,relu,fc5", [1, 8, 8], 5, Init::PyTorchDefault, 3).unwrap();
+        assert_eq!(flat.offset_layer(), Some(1));
+    }
+
     #[test]
     fn fused_step_leaves_the_parameters_alone_on_a_non_finite_loss() {
         let (mut x, labels) = batch(48, 4, 5);

@@ -39,10 +39,12 @@ impl Linear {
 }
 
 /// out (B × O) = inp (B × I) · weightᵀ (I × O) + bias (O), then `max(·, 0)` when `relu`.
+/// `bias` is the layer's own, or [`offset_bias`]'s when an input offset is folded in.
 pub(crate) fn forward(
     out: &mut [f32],
     inp: &[f32],
     layer: &Linear,
+    bias: &[f32],
     batch: usize,
     relu: bool,
 ) -> Result<(), KernelError> {
@@ -50,8 +52,50 @@ pub(crate) fn forward(
     let x = MatRef::row_major(inp, batch, i)?;
     let w = MatRef::row_major(&layer.weight, o, i)?;
     let mut y = MatMut::row_major(out, batch, o)?;
-    let epilogue = Epilogue { bias: Bias::PerCol(&layer.bias), relu, relu_mask: None };
+    let epilogue = Epilogue { bias: Bias::PerCol(bias), relu, relu_mask: None };
     gemm(1.0, x, w.t(), 0.0, &mut y, &epilogue, Parallelism::Threads)
+}
+
+/// `out[o] = bias[o] + offset · Σᵢ weight[o, i]` (`O` values): the bias with which
+/// `inp · Wᵀ + out` computes `(inp + offset) · Wᵀ + bias`, an offset added to every
+/// input folded into the layer. Rows are summed in `f64` and rounded once, each in the
+/// same order whatever the thread count (the team splits the rows).
+pub(crate) fn offset_bias(layer: &Linear, offset: f32, out: &mut [f32]) {
+    let inputs = layer.in_features.max(1);
+    // Rows per part: enough that a part's overhead is small beside its ~4 KB per row.
+    let per = layer.out_features.div_ceil(kernels::team::threads()).max(64);
+    let parts: Vec<_> =
+        layer.weight.chunks(per * inputs).zip(out.chunks_mut(per).zip(layer.bias.chunks(per))).collect();
+    kernels::team::for_each(parts, |_, (weights, (out, bias))| {
+        for ((o, &b), row) in out.iter_mut().zip(bias).zip(weights.chunks(inputs)) {
+            *o = (f64::from(b) + f64::from(offset) * row_sum(row)) as f32;
+        }
+    });
+}
+
+/// `Σ row` in `f64`: 32 interleaved partial sums (four independent vector chains,
+/// rather than one add's latency per element), then folded pairwise in a fixed order.
+fn row_sum(row: &[f32]) -> f64 {
+    const PARTS: usize = 32;
+    let mut acc = [0.0f64; PARTS];
+    let chunks = row.chunks_exact(PARTS);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f64::from(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(tail) {
+        *a += f64::from(v);
+    }
+    let mut n = PARTS;
+    while n > 1 {
+        n /= 2;
+        for l in 0..n {
+            acc[l] += acc[l + n];
+        }
+    }
+    acc[0]
 }
 
 /// The weights a backward pass reads, and whether it also takes the SGD step on them.
@@ -74,6 +118,10 @@ pub(crate) enum Weights<'a> {
 ///   β = 0 overwrites (C is not read: no zeroing pass); then the descent, if any
 /// - dbias (O) = Σ_b dout[b, :], overwritten
 ///
+/// With `input_offset = (c, scratch)`, `inp` is the layer's input minus `c` in every
+/// element (see [`offset_bias`]): the weight gradient adds `c·dbias[o]` to each row `o`
+/// of `doutᵀ · inp`, in the GEMM's epilogue, `scratch` (`O`) holding `c·dbias`.
+///
 /// With `input_time`, the input gradient's GEMM is timed and its duration added there.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
@@ -85,6 +133,7 @@ pub(crate) fn backward(
     (layer, weights): (&Linear, Weights<'_>),
     batch: usize,
     mask: Option<&[f32]>,
+    input_offset: Option<(f32, &mut [f32])>,
     input_time: Option<&mut Duration>,
 ) -> Result<(), KernelError> {
     let (i, o) = (layer.in_features, layer.out_features);
@@ -108,9 +157,27 @@ pub(crate) fn backward(
             *total += start.elapsed();
         }
     }
+    // The bias gradient sums over the batch in a fixed order (row by row), so it is
+    // the same for any thread count. First: a folded input offset needs it below.
+    dbias.fill(0.0);
+    for row in dout.chunks_exact(o) {
+        for (g, &d) in dbias.iter_mut().zip(row) {
+            *g += d;
+        }
+    }
+    let epilogue = match input_offset {
+        Some((offset, scratch)) => {
+            let scratch = &mut scratch[..o];
+            for (s, &g) in scratch.iter_mut().zip(dbias.iter()) {
+                *s = offset * g;
+            }
+            Epilogue { bias: Bias::PerRow(scratch), relu: false, relu_mask: None }
+        }
+        None => Epilogue::NONE,
+    };
     let mut dw = MatMut::row_major(dweight, o, i)?;
     match weights {
-        Weights::Read(_) => gemm(1.0, dy.t(), x, beta, &mut dw, &Epilogue::NONE, Parallelism::Threads)?,
+        Weights::Read(_) => gemm(1.0, dy.t(), x, beta, &mut dw, &epilogue, Parallelism::Threads)?,
         Weights::Descend(w, lr) => {
             let mut w = MatMut::row_major(w, o, i)?;
             gemm_with_descend(
@@ -119,18 +186,10 @@ pub(crate) fn backward(
                 x,
                 beta,
                 &mut dw,
-                &Epilogue::NONE,
+                &epilogue,
                 Some((&mut w, lr)),
                 Parallelism::Threads,
             )?
-        }
-    }
-    // The bias gradient sums over the batch in a fixed order (row by row), so it is
-    // the same for any thread count.
-    dbias.fill(0.0);
-    for row in dout.chunks_exact(o) {
-        for (g, &d) in dbias.iter_mut().zip(row) {
-            *g += d;
         }
     }
     Ok(())
