@@ -4,12 +4,15 @@
 //! The machines (read from `/sys/devices/system/cpu/cpu0/cache`), both with AVX-512 under
 //! KVM, 2 cores, 64-byte lines:
 //!
-//! * an Intel Xeon (family 6 model 167): L1d 48 KiB 12-way (4 KiB per way), L2 2 MiB
-//!   16-way (128 KiB per way) per core, L3 480 MiB shared; two 512-bit FMA units;
-//! * since 2026-12-07 an AMD EPYC Zen 4 (family 25 model 17, Genoa): L1d 32 KiB 8-way
+//! * an Intel Xeon (family 6 model 167; until 2026-11-28 and again since 2026-12-08):
+//!   L1d 48 KiB 12-way (4 KiB per way), L2 2 MiB 16-way (128 KiB per way) per core, L3
+//!   480 MiB shared; two 512-bit FMA units (228–234 GFLOP/s per core, about 3.6 GHz,
+//!   `cargo xtask bench gemm`'s `fma_peak`; the squares reach 71–74% of it, no library
+//!   measured here more than 80%);
+//! * on 2026-12-07 an AMD EPYC Zen 4 (family 25 model 17, Genoa): L1d 32 KiB 8-way
 //!   (4 KiB per way), L2 1 MiB 8-way (128 KiB per way) per core, L3 32 MiB shared; a
 //!   512-bit FMA issues over two 256-bit units, one per cycle (117 GFLOP/s per core at
-//!   its 3.7 GHz, `cargo xtask bench gemm`'s `fma_peak`).
+//!   its 3.7 GHz).
 //!
 //! In kernel orientation (see `driver`), the microkernel computes an `MR × NR` tile of
 //! C whose `MR` rows are `MR / LANES` SIMD vectors and whose `NR` columns are
