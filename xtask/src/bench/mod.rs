@@ -3,13 +3,15 @@
 //! Each benchmark is a `harness = false` bench target of the crate it measures; this
 //! command only names them and forwards the options, so that `cargo xtask bench gemm
 //! --json` and `cargo bench -p kernels --bench gemm -- --json` are the same run.
-//! `cargo xtask bench session` runs them all with the peers beside them (`session`).
+//! `cargo xtask bench session` runs them all with the peers beside them (`session`), and
+//! `cargo xtask bench summary` tables ours beside PyTorch from such sessions (`summary`).
 
 use std::process::Command;
 
 use anyhow::{Context, bail};
 
 mod session;
+mod summary;
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -38,6 +40,10 @@ pub enum What {
     /// numpy/OpenBLAS and PyTorch scripts, back to back; every output and a description
     /// of the machine go into one folder (default `results/bench/<UTC date-time>`).
     Session(session::SessionArgs),
+    /// Ours beside PyTorch from one or more session folders: per session, the medians of
+    /// the training epochs and inference times and their ratios; over several, the
+    /// pooled medians and each ratio's range over the sessions (markdown).
+    Summary(summary::SummaryArgs),
 }
 
 /// Options of `cargo xtask bench train`.
@@ -124,6 +130,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             cargo_bench("kernels", "conv", &forwarded(&switches, &repeated))
         }
         What::Session(s) => session::run(s),
+        What::Summary(s) => summary::run(s),
     }
 }
 

@@ -9,7 +9,8 @@
 //! `--peers`, the peer scripts: numpy/OpenBLAS on the GEMM shapes at 1 and 2 threads
 //! (with `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` removed, so that OpenBLAS picks its
 //! own, fastest kernel) and PyTorch on LeNet-5 and the MLP at 1 and 2 threads. Each
-//! output is written atomically, as soon as its run ends.
+//! output is written atomically, as soon as its run ends; last, `summary.md` tables ours
+//! beside PyTorch (`bench summary` of this one folder).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -169,7 +170,10 @@ pub fn run(args: &SessionArgs) -> anyhow::Result<()> {
     bar.finish_with_message("done");
     machine.push_str(&format!("end: {} UTC, load average {}\n", utc_stamp(now_seconds()), load_average()));
     write_atomic(&out.join("machine.txt"), machine.as_bytes())?;
-    println!("bench session: {} outputs in {}", steps.len(), out.display());
+    let summary = super::summary::render(&[super::summary::read_session(&out)?]);
+    write_atomic(&out.join("summary.md"), summary.as_bytes())?;
+    print!("{summary}");
+    println!("bench session: {} outputs and summary.md in {}", steps.len(), out.display());
     Ok(())
 }
 
