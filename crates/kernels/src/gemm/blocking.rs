@@ -57,7 +57,10 @@
 //! Xeon's squares and MLP shapes (`cargo xtask bench gemm --cpu-time`, with
 //! `ACTPRUNE_GEMM_KC`/`_MC`) moved results by less than the run-to-run noise (±8%), and
 //! `MC` ∈ {480, 336, 240, 144, 96} on Zen 4 (two rounds, CPU time, 1 thread) by under 2%
-//! (noise 2%), so the cache-derived values stand on both.
+//! (noise 2%), so the cache-derived values stand on both. On the idle Xeon (2026-12-08,
+//! two rounds, squares 512–2048 at 1 thread beside the `gemm` crate) `MC` 240 and 480
+//! measured the same, 720 (1.4 MiB of L2) lost up to 7% at 2048 and 960 (1.9 MiB) 20% at
+//! 1024 and 2048: A~ must leave room in L2 for the B~ panels streaming past it.
 //!
 //! `KC`, `MC` and `NC` can be overridden for tuning, without a rebuild, through the
 //! environment variables `ACTPRUNE_GEMM_KC`, `ACTPRUNE_GEMM_MC` and `ACTPRUNE_GEMM_NC`
