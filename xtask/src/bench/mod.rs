@@ -42,7 +42,8 @@ pub enum What {
     Session(session::SessionArgs),
     /// Ours beside PyTorch from one or more session folders: per session, the medians of
     /// the training epochs and inference times and their ratios; over several, the
-    /// pooled medians and each ratio's range over the sessions (markdown).
+    /// pooled medians and each ratio's range over the sessions; then the GEMM and
+    /// convolution tables beside their peers (markdown).
     Summary(summary::SummaryArgs),
 }
 

@@ -4,8 +4,10 @@
 //! A session's speed figures mean something beside PyTorch's of the same minutes (this
 //! machine is shared and drifts by ~10% within an hour), so each session gets its own
 //! table of medians and ratios; given several sessions, a last table pools their runs
-//! and gives each ratio's range over the sessions. `bench session` writes its own
-//! `summary.md`.
+//! and gives each ratio's range over the sessions. Then the kernels: `bench gemm`'s
+//! shapes beside the `gemm` crate, `matrixmultiply` and OpenBLAS (matched by `m × k × n`)
+//! and `bench conv`'s cases, medians over the sessions, with ours as a fraction of the
+//! median FMA ceiling. `bench session` writes its own `summary.md`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -42,6 +44,28 @@ pub struct Session {
     pub ours: BTreeMap<(String, usize), Figures>,
     /// PyTorch's (`train_bench.py`) runs.
     pub torch: BTreeMap<(String, usize), Figures>,
+    /// `bench gemm` (`gemm.txt`), absent in a session without it.
+    pub gemm: Option<KernelTable>,
+    /// `bench conv` (`conv.txt`).
+    pub conv: Option<KernelTable>,
+    /// numpy/OpenBLAS (`openblas-T.txt`): GFLOP/s per `((m, k, n), threads)`.
+    pub openblas: BTreeMap<(Dims, usize), f64>,
+}
+
+/// `(m, k, n)` of a GEMM shape.
+pub type Dims = (usize, usize, usize);
+
+/// A kernel benchmark's table: the FMA ceiling per thread count and, per row (a GEMM
+/// shape or a convolution case, in the order printed) and thread count, GFLOP/s of ours
+/// and of the two peer columns.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct KernelTable {
+    /// GFLOP/s of the FMA ceiling, per thread count.
+    pub peak: BTreeMap<usize, f64>,
+    /// Row names in the order printed, with `(m, k, n)` for GEMM shapes.
+    pub rows: Vec<(String, Option<Dims>)>,
+    /// `[ours, peer 1, peer 2]` GFLOP/s per `(row, threads)`.
+    pub gflops: BTreeMap<(String, usize), [f64; 3]>,
 }
 
 /// Prints the summary of the sessions given.
@@ -77,6 +101,15 @@ pub fn read_session(dir: &Path) -> anyhow::Result<Session> {
             read_train(path, &mut session.ours)?;
         } else if file.starts_with("torch-") && file.ends_with(".txt") {
             read_torch(path, &mut session.torch)?;
+        } else if file == "gemm.txt" {
+            session.gemm = Some(read_kernel_table(path, true)?);
+        } else if file == "conv.txt" {
+            session.conv = Some(read_kernel_table(path, false)?);
+        } else if let Some(threads) = file.strip_prefix("openblas-").and_then(|f| f.strip_suffix(".txt")) {
+            let threads = threads
+                .parse::<usize>()
+                .with_context(|| format!("{}: no thread count in the name", path.display()))?;
+            read_openblas(path, threads, &mut session.openblas)?;
         }
     }
     if session.ours.is_empty() {
@@ -149,6 +182,67 @@ fn read_torch(path: &Path, torch: &mut BTreeMap<(String, usize), Figures>) -> an
     let figures = torch.entry((model.to_string(), threads as usize)).or_default();
     figures.epochs.extend(epochs);
     figures.inference.push(inference / 1000.0);
+    Ok(())
+}
+
+/// `bench gemm`'s table (`shape m k n threads ours gemm matrixmultiply of-peak`, with
+/// `fma_peak - - - threads gflops`) or `bench conv`'s (`case threads auto lowered gemm
+/// of-peak`, with `fma_peak threads gflops`); other lines are skipped.
+fn read_kernel_table(path: &Path, gemm: bool) -> anyhow::Result<KernelTable> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut table = KernelTable::default();
+    let (dims, first) = if gemm { (3, 4) } else { (0, 1) };
+    for (n, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(Ok(threads)) = fields.get(first).map(|t| t.parse::<usize>()) else { continue };
+        let number = |i: usize| -> anyhow::Result<f64> {
+            fields.get(i).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite()).with_context(|| {
+                format!("{}:{}: field {} is not a number: {line:?}", path.display(), n + 1, i + 1)
+            })
+        };
+        let name = fields[0].to_string();
+        if name == "fma_peak" {
+            table.peak.insert(threads, number(first + 1)?);
+            continue;
+        }
+        if fields.len() < first + 4 {
+            continue;
+        }
+        let shape = if gemm {
+            let d: Vec<usize> = fields[1..=dims].iter().filter_map(|v| v.parse().ok()).collect();
+            let [m, k, n] = d[..] else { continue };
+            Some((m, k, n))
+        } else {
+            None
+        };
+        if !table.rows.iter().any(|(r, _)| *r == name) {
+            table.rows.push((name.clone(), shape));
+        }
+        table.gflops.insert((name, threads), [number(first + 1)?, number(first + 2)?, number(first + 3)?]);
+    }
+    Ok(table)
+}
+
+/// `gemm_bench.py`'s lines: `name … M= m K= k N= n median t ms g GFLOP/s …`.
+fn read_openblas(path: &Path, threads: usize, out: &mut BTreeMap<(Dims, usize), f64>) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    for (n, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let after = |key: &str| fields.iter().position(|f| *f == key).and_then(|i| fields.get(i + 1));
+        let (Some(m), Some(k), Some(nn)) = (after("M="), after("K="), after("N=")) else { continue };
+        let parsed = (m.parse::<usize>(), k.parse::<usize>(), nn.parse::<usize>());
+        let gflops = fields
+            .iter()
+            .position(|f| *f == "GFLOP/s")
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| fields[i].parse::<f64>().ok());
+        match (parsed, gflops) {
+            ((Ok(m), Ok(k), Ok(nn)), Some(g)) => {
+                out.insert(((m, k, nn), threads), g);
+            }
+            _ => bail!("{}:{}: expected M= K= N= and GFLOP/s figures: {line:?}", path.display(), n + 1),
+        }
+    }
     Ok(())
 }
 
@@ -253,7 +347,86 @@ pub fn render(sessions: &[Session]) -> String {
         }
         md.push('\n');
     }
+    render_kernels(sessions, &mut md);
     md
+}
+
+/// GEMM and convolution tables, medians over the sessions that have them: ours, as a
+/// fraction of the median FMA ceiling, and the peers, each as `1 thread / 2 threads`.
+fn render_kernels(sessions: &[Session], md: &mut String) {
+    let pair = |f: &dyn Fn(usize) -> Option<f64>, digits: usize| -> String {
+        let cell = |t| f(t).map_or("—".into(), |v| format!("{v:.digits$}"));
+        format!("{} / {}", cell(1), cell(2))
+    };
+    let count = |tables: &[&KernelTable]| tables.len();
+    for (gemm, title) in [(true, "GEMM (`bench gemm`)"), (false, "Convolution (`bench conv`)")] {
+        let tables: Vec<&KernelTable> =
+            sessions.iter().filter_map(|s| if gemm { s.gemm.as_ref() } else { s.conv.as_ref() }).collect();
+        if tables.is_empty() {
+            continue;
+        }
+        let peak =
+            |t: usize| median(&tables.iter().filter_map(|k| k.peak.get(&t).copied()).collect::<Vec<_>>());
+        let col = |row: &str, t: usize, c: usize| {
+            median(
+                &tables
+                    .iter()
+                    .filter_map(|k| k.gflops.get(&(row.to_string(), t)).map(|g| g[c]))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let _ = writeln!(
+            md,
+            "### {title}: GFLOP/s, 1 / 2 threads, medians of {} session(s); FMA ceiling {}\n",
+            count(&tables),
+            pair(&peak, 0)
+        );
+        if gemm {
+            md.push_str("| shape | m × k × n | ours | of peak | `gemm` | `matrixmultiply` | OpenBLAS |\n|---|---|---|---|---|---|---|\n");
+        } else {
+            md.push_str(
+                "| case | auto | of peak | im2col + our GEMM | im2col + `gemm` |\n|---|---|---|---|---|\n",
+            );
+        }
+        let mut rows: Vec<(String, Option<Dims>)> = Vec::new();
+        for table in &tables {
+            for r in &table.rows {
+                if !rows.contains(r) {
+                    rows.push(r.clone());
+                }
+            }
+        }
+        for (row, shape) in rows {
+            let fraction = |t: usize| col(&row, t, 0).zip(peak(t)).map(|(o, p)| 100.0 * o / p);
+            let of_peak = {
+                let cell = |t| fraction(t).map_or("—".into(), |v| format!("{v:.0}%"));
+                format!("{} / {}", cell(1), cell(2))
+            };
+            let ours = pair(&|t| col(&row, t, 0), 0);
+            let (p1, p2) = (pair(&|t| col(&row, t, 1), 0), pair(&|t| col(&row, t, 2), 0));
+            match shape {
+                Some((m, k, n)) => {
+                    let blas = |t: usize| {
+                        median(
+                            &sessions
+                                .iter()
+                                .filter_map(|s| s.openblas.get(&((m, k, n), t)).copied())
+                                .collect::<Vec<_>>(),
+                        )
+                    };
+                    let _ = writeln!(
+                        md,
+                        "| {row} | {m} × {k} × {n} | {ours} | {of_peak} | {p1} | {p2} | {} |",
+                        pair(&blas, 0)
+                    );
+                }
+                None => {
+                    let _ = writeln!(md, "| {row} | {ours} | {of_peak} | {p1} | {p2} |");
+                }
+            }
+        }
+        md.push('\n');
+    }
 }
 
 /// `2.16×`, or `—` without both sides.
@@ -345,6 +518,57 @@ mod tests {
         // Pooled: PyTorch 2.5 s over ours 1.1 s; per session 2.0 and 2.5.
         assert!(md.contains("### All 2 sessions (commits 0123456)"), "{md}");
         assert!(md.contains("| MLP 784-600-600-10 training epoch | — | **—** | 2.500 s | **1.100 s** | — / 2.27× (2.00–2.50) |"), "{md}");
+    }
+
+    #[test]
+    fn kernel_tables_pool_ours_the_peers_and_openblas_by_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let gemm = |ours: f64| {
+            format!(
+                "GFLOP/s, median; SIMD path avx512\nshape m k n thr ours gemm mm of peak\n\
+                 fma_peak - - - 1 200.0\nsq512 512 512 512 1 {ours} 180.0 150.0 80.0%\n\
+                 mlp784_AtB 784 64 600 1 140.0 150.0 145.0 70.0%\nfma_peak - - - 2 400.0\n\
+                 sq512 512 512 512 2 300.0 290.0 220.0 75.0%\n"
+            )
+        };
+        let conv =
+            "case thr auto lowered gemm of peak\nfma_peak 1 210.0\nconv1_fwd 1 105.0 36.0 25.0 50.0%\n";
+        let blas = "sq512                  M=   512 K=  512 N=   512  median    1.8 ms    144.0 GFLOP/s  [min 1 .. max 2]\n";
+        for (name, ours) in [("a", 160.0), ("b", 172.0)] {
+            let s = dir.path().join(name);
+            write_session(&s, &[("train-1.txt", &row("mlp", 1, 2.0, 0.09))], &[]);
+            std::fs::write(s.join("gemm.txt"), gemm(ours)).unwrap();
+            std::fs::write(s.join("conv.txt"), conv).unwrap();
+            std::fs::write(s.join("openblas-1.txt"), format!("numpy 2.4\nloadavg at start 1.0\n{blas}"))
+                .unwrap();
+        }
+        let sessions =
+            [read_session(&dir.path().join("a")).unwrap(), read_session(&dir.path().join("b")).unwrap()];
+        let table = sessions[0].gemm.as_ref().unwrap();
+        assert_eq!(table.peak[&2], 400.0);
+        assert_eq!(table.rows[1], ("mlp784_AtB".to_string(), Some((784, 64, 600))));
+        assert_eq!(sessions[0].openblas[&((512, 512, 512), 1)], 144.0);
+        let md = render(&sessions);
+        assert!(md.contains("FMA ceiling 200 / 400"), "{md}");
+        // Ours: the median of 160 and 172, 166: 83% of 200.
+        assert!(
+            md.contains(
+                "| sq512 | 512 × 512 × 512 | 166 / 300 | 83% / 75% | 180 / 290 | 150 / 220 | 144 / — |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| mlp784_AtB | 784 × 64 × 600 | 140 / — | 70% / — | 150 / — | 145 / — | — / — |"),
+            "{md}"
+        );
+        assert!(md.contains("| conv1_fwd | 105 / — | 50% / — | 36 / — | 25 / — |"), "{md}");
+        std::fs::write(
+            dir.path().join("a/openblas-2.txt"),
+            "sq512 M= 512 K= x N= 512 median 1 ms 9 GFLOP/s\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", read_session(&dir.path().join("a")).unwrap_err());
+        assert!(err.contains("openblas-2.txt:1: expected M= K= N="), "{err}");
     }
 
     #[test]
