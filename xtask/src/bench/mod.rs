@@ -69,30 +69,9 @@ pub struct TrainArgs {
     pub threads: Vec<usize>,
 }
 
-/// Options of `cargo xtask bench conv`.
+/// Options that `cargo xtask bench gemm` and `bench conv` share.
 #[derive(clap::Args)]
-pub struct ConvArgs {
-    /// Print one JSON object per line instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// Fewer and shorter samples (a quick look, noisier).
-    #[arg(long)]
-    pub quick: bool,
-    /// Time one-thread runs by the thread's CPU time instead of wall time.
-    #[arg(long)]
-    pub cpu_time: bool,
-    /// Only these cases (`conv1_fwd`, `conv1_fwd_pool`, `conv1_bwd`, `conv2_fwd`,
-    /// `conv2_fwd_pool`, `conv2_bwd`); repeatable.
-    #[arg(long)]
-    pub case: Vec<String>,
-    /// Only these thread counts (default 1 and 2); repeatable.
-    #[arg(long)]
-    pub threads: Vec<usize>,
-}
-
-/// Options of `cargo xtask bench gemm`.
-#[derive(clap::Args)]
-pub struct GemmArgs {
+pub struct KernelBenchArgs {
     /// Print one JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -103,32 +82,55 @@ pub struct GemmArgs {
     /// busy machine; for tuning).
     #[arg(long)]
     pub cpu_time: bool,
-    /// Only these shapes (e.g. `sq1024`, `mlp784`, `conv1`); repeatable.
-    #[arg(long)]
-    pub shape: Vec<String>,
     /// Only these thread counts (default 1 and 2); repeatable.
     #[arg(long)]
     pub threads: Vec<usize>,
 }
 
+impl KernelBenchArgs {
+    /// The bench binary's arguments: these options, with `(flag, values)` before the
+    /// thread counts.
+    fn forwarded(&self, only: (&str, &[String])) -> Vec<String> {
+        let switches = [("--json", self.json), ("--quick", self.quick), ("--cpu-time", self.cpu_time)];
+        let threads = self.threads.iter().map(usize::to_string).collect();
+        forwarded(&switches, &[(only.0, only.1.to_vec()), ("--threads", threads)])
+    }
+}
+
+/// Options of `cargo xtask bench conv`.
+#[derive(clap::Args)]
+pub struct ConvArgs {
+    #[command(flatten)]
+    pub common: KernelBenchArgs,
+    /// Only these cases (`conv1_fwd`, `conv1_fwd_pool`, `conv1_bwd`, `conv2_fwd`,
+    /// `conv2_fwd_pool`, `conv2_bwd`); repeatable.
+    #[arg(long)]
+    pub case: Vec<String>,
+}
+
+/// Options of `cargo xtask bench gemm`.
+#[derive(clap::Args)]
+pub struct GemmArgs {
+    #[command(flatten)]
+    pub common: KernelBenchArgs,
+    /// Only these shapes (e.g. `sq1024`, `mlp784`, `conv1`); repeatable.
+    #[arg(long)]
+    pub shape: Vec<String>,
+}
+
 /// Runs the chosen benchmark.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let threads = |t: &[usize]| t.iter().map(usize::to_string).collect::<Vec<_>>();
     match &args.what {
-        What::Gemm(g) => {
-            let switches = [("--json", g.json), ("--quick", g.quick), ("--cpu-time", g.cpu_time)];
-            let repeated = [("--shape", g.shape.clone()), ("--threads", threads(&g.threads))];
-            cargo_bench("kernels", "gemm", &forwarded(&switches, &repeated))
-        }
+        What::Gemm(g) => cargo_bench("kernels", "gemm", &g.common.forwarded(("--shape", &g.shape))),
+        What::Conv(c) => cargo_bench("kernels", "conv", &c.common.forwarded(("--case", &c.case))),
         What::Train(t) => {
             let switches = [("--json", t.json), ("--quick", t.quick), ("--layers", t.layers)];
-            let repeated = [("--model", t.model.clone()), ("--threads", threads(&t.threads))];
-            cargo_bench("net", "train", &forwarded(&switches, &repeated))
-        }
-        What::Conv(c) => {
-            let switches = [("--json", c.json), ("--quick", c.quick), ("--cpu-time", c.cpu_time)];
-            let repeated = [("--case", c.case.clone()), ("--threads", threads(&c.threads))];
-            cargo_bench("kernels", "conv", &forwarded(&switches, &repeated))
+            let threads = t.threads.iter().map(usize::to_string).collect();
+            cargo_bench(
+                "net",
+                "train",
+                &forwarded(&switches, &[("--model", t.model.clone()), ("--threads", threads)]),
+            )
         }
         What::Session(s) => session::run(s),
         What::Summary(s) => summary::run(s),

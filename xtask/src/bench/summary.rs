@@ -269,12 +269,16 @@ fn medians(
     threads: usize,
     inference: bool,
 ) -> (Option<f64>, Option<f64>) {
-    let pick = |f: &Figures| if inference { f.inference.clone() } else { f.epochs.clone() };
+    let key = (model.to_string(), threads);
     let pool = |side: fn(&Session) -> &BTreeMap<(String, usize), Figures>| {
+        fn pick(f: &Figures, inference: bool) -> &[f64] {
+            if inference { &f.inference } else { &f.epochs }
+        }
         let all: Vec<f64> = sessions
             .iter()
-            .filter_map(|s| side(s).get(&(model.to_string(), threads)))
-            .flat_map(pick)
+            .filter_map(|s| side(s).get(&key))
+            .flat_map(|f| pick(f, inference))
+            .copied()
             .collect();
         median(&all)
     };
@@ -284,32 +288,11 @@ fn medians(
 /// Markdown: one table per session, then, for several, one over all of them.
 pub fn render(sessions: &[Session]) -> String {
     let mut md = String::new();
-    let seconds = |v: Option<f64>| {
-        v.map_or("—".into(), |s| if s < 0.2 { format!("{s:.4} s") } else { format!("{s:.3} s") })
-    };
-    let ratio = |ours: Option<f64>, torch: Option<f64>| ours.zip(torch).map(|(o, t)| t / o);
-    let header = "| | PyTorch 1 thread | ours 1 thread | PyTorch 2 threads | ours 2 threads | ours vs PyTorch, 1 / 2 threads |\n|---|---|---|---|---|---|\n";
     for s in sessions {
         let _ = writeln!(md, "### Session {} (commit {})\n", s.name, short(&s.commit));
-        md.push_str(header);
-        for (model, label, inference) in ROWS {
-            let (o1, t1) = medians(&[s], model, 1, inference);
-            let (o2, t2) = medians(&[s], model, 2, inference);
-            let _ = writeln!(
-                md,
-                "| {label} | {} | **{}** | {} | **{}** | {} / {} |",
-                seconds(t1),
-                seconds(o1),
-                seconds(t2),
-                seconds(o2),
-                times(ratio(o1, t1)),
-                times(ratio(o2, t2))
-            );
-        }
-        md.push('\n');
+        training_table(&[s], &mut md);
     }
     if sessions.len() > 1 {
-        let all: Vec<&Session> = sessions.iter().collect();
         let mut commits: Vec<&str> = sessions.iter().map(|s| short(&s.commit)).collect();
         commits.dedup();
         let _ = writeln!(
@@ -318,47 +301,57 @@ pub fn render(sessions: &[Session]) -> String {
             sessions.len(),
             commits.join(", ")
         );
-        md.push_str(header);
-        for (model, label, inference) in ROWS {
-            let mut cells = Vec::new();
-            let mut ratios = Vec::new();
-            for threads in [1, 2] {
-                let (o, t) = medians(&all, model, threads, inference);
-                cells.push((seconds(t), seconds(o)));
-                let per: Vec<f64> = all
-                    .iter()
-                    .filter_map(|s| {
-                        let (o, t) = medians(&[*s], model, threads, inference);
-                        ratio(o, t)
-                    })
-                    .collect();
-                let range = match (per.iter().copied().reduce(f64::min), per.iter().copied().reduce(f64::max))
-                {
-                    (Some(lo), Some(hi)) => format!(" ({lo:.2}–{hi:.2})"),
-                    _ => String::new(),
-                };
-                ratios.push(format!("{}{range}", times(ratio(o, t))));
-            }
-            let _ = writeln!(
-                md,
-                "| {label} | {} | **{}** | {} | **{}** | {} / {} |",
-                cells[0].0, cells[0].1, cells[1].0, cells[1].1, ratios[0], ratios[1]
-            );
-        }
-        md.push('\n');
+        training_table(&sessions.iter().collect::<Vec<_>>(), &mut md);
     }
     render_kernels(sessions, &mut md);
     md
 }
 
+/// Ours beside PyTorch over `sessions` (their runs pooled): seconds and ratios at 1 and
+/// 2 threads, and, for several sessions, each ratio's range over them.
+fn training_table(sessions: &[&Session], md: &mut String) {
+    let seconds = |v: Option<f64>| {
+        v.map_or("—".into(), |s| if s < 0.2 { format!("{s:.4} s") } else { format!("{s:.3} s") })
+    };
+    md.push_str(
+        "| | PyTorch 1 thread | ours 1 thread | PyTorch 2 threads | ours 2 threads | ours vs PyTorch, 1 / 2 threads |\n|---|---|---|---|---|---|\n",
+    );
+    for (model, label, inference) in ROWS {
+        let mut cells = Vec::new();
+        let mut ratios = Vec::new();
+        for threads in [1, 2] {
+            let (o, t) = medians(sessions, model, threads, inference);
+            cells.push((seconds(t), seconds(o)));
+            let per: Vec<f64> =
+                sessions.iter().filter_map(|s| ratio_of(medians(&[*s], model, threads, inference))).collect();
+            let range = match (per.iter().copied().reduce(f64::min), per.iter().copied().reduce(f64::max)) {
+                (Some(lo), Some(hi)) if sessions.len() > 1 => format!(" ({lo:.2}–{hi:.2})"),
+                _ => String::new(),
+            };
+            ratios.push(format!("{}{range}", times(ratio_of((o, t)))));
+        }
+        let _ = writeln!(
+            md,
+            "| {label} | {} | **{}** | {} | **{}** | {} / {} |",
+            cells[0].0, cells[0].1, cells[1].0, cells[1].1, ratios[0], ratios[1]
+        );
+    }
+    md.push('\n');
+}
+
+/// PyTorch's seconds over ours, from `(ours, PyTorch)`.
+fn ratio_of((ours, torch): (Option<f64>, Option<f64>)) -> Option<f64> {
+    ours.zip(torch).map(|(o, t)| t / o)
+}
+
 /// GEMM and convolution tables, medians over the sessions that have them: ours, as a
 /// fraction of the median FMA ceiling, and the peers, each as `1 thread / 2 threads`.
 fn render_kernels(sessions: &[Session], md: &mut String) {
-    let pair = |f: &dyn Fn(usize) -> Option<f64>, digits: usize| -> String {
-        let cell = |t| f(t).map_or("—".into(), |v| format!("{v:.digits$}"));
+    // `a / b` for 1 and 2 threads, whole numbers followed by `unit`.
+    let pair = |f: &dyn Fn(usize) -> Option<f64>, unit: &str| -> String {
+        let cell = |t| f(t).map_or("—".into(), |v| format!("{v:.0}{unit}"));
         format!("{} / {}", cell(1), cell(2))
     };
-    let count = |tables: &[&KernelTable]| tables.len();
     for (gemm, title) in [(true, "GEMM (`bench gemm`)"), (false, "Convolution (`bench conv`)")] {
         let tables: Vec<&KernelTable> =
             sessions.iter().filter_map(|s| if gemm { s.gemm.as_ref() } else { s.conv.as_ref() }).collect();
@@ -378,8 +371,8 @@ fn render_kernels(sessions: &[Session], md: &mut String) {
         let _ = writeln!(
             md,
             "### {title}: GFLOP/s, 1 / 2 threads, medians of {} session(s); FMA ceiling {}\n",
-            count(&tables),
-            pair(&peak, 0)
+            tables.len(),
+            pair(&peak, "")
         );
         if gemm {
             md.push_str("| shape | m × k × n | ours | of peak | `gemm` | `matrixmultiply` | OpenBLAS |\n|---|---|---|---|---|---|---|\n");
@@ -397,13 +390,9 @@ fn render_kernels(sessions: &[Session], md: &mut String) {
             }
         }
         for (row, shape) in rows {
-            let fraction = |t: usize| col(&row, t, 0).zip(peak(t)).map(|(o, p)| 100.0 * o / p);
-            let of_peak = {
-                let cell = |t| fraction(t).map_or("—".into(), |v| format!("{v:.0}%"));
-                format!("{} / {}", cell(1), cell(2))
-            };
-            let ours = pair(&|t| col(&row, t, 0), 0);
-            let (p1, p2) = (pair(&|t| col(&row, t, 1), 0), pair(&|t| col(&row, t, 2), 0));
+            let of_peak = pair(&|t| col(&row, t, 0).zip(peak(t)).map(|(o, p)| 100.0 * o / p), "%");
+            let ours = pair(&|t| col(&row, t, 0), "");
+            let (p1, p2) = (pair(&|t| col(&row, t, 1), ""), pair(&|t| col(&row, t, 2), ""));
             match shape {
                 Some((m, k, n)) => {
                     let blas = |t: usize| {
@@ -417,7 +406,7 @@ fn render_kernels(sessions: &[Session], md: &mut String) {
                     let _ = writeln!(
                         md,
                         "| {row} | {m} × {k} × {n} | {ours} | {of_peak} | {p1} | {p2} | {} |",
-                        pair(&blas, 0)
+                        pair(&blas, "")
                     );
                 }
                 None => {

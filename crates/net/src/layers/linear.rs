@@ -62,7 +62,7 @@ pub(crate) fn forward(
 /// same order whatever the thread count (the team splits the rows).
 pub(crate) fn offset_bias(layer: &Linear, offset: f32, out: &mut [f32]) {
     let inputs = layer.in_features.max(1);
-    // Rows per part: enough that a part's overhead is small beside its ~4 KB per row.
+    // Rows per part: at least 64, so that a part's overhead is small beside its row sums.
     let per = layer.out_features.div_ceil(kernels::team::threads()).max(64);
     let parts: Vec<_> =
         layer.weight.chunks(per * inputs).zip(out.chunks_mut(per).zip(layer.bias.chunks(per))).collect();
