@@ -12,6 +12,7 @@
 //! sees slices of `f32`, shapes and strides, nothing more. `unsafe` is allowed here
 //! (and in `mnist-io`) only; every block carries a `// SAFETY:` line.
 
+mod claims;
 pub mod conv;
 mod error;
 pub mod gemm;

@@ -9,11 +9,11 @@
 use std::cell::Cell;
 
 use super::blocking::Blocking;
-use super::claims::Claims;
 use super::microkernel::{LANES, MR, MV, NR, TileOut, V, tile};
 use super::pack::{pack_a, pack_b};
 use super::view::{RawMut, RawRef};
 use super::zero_steps;
+use crate::claims::Claims;
 use crate::team;
 
 /// Products with fewer multiply-adds than this stay on one thread: at about 100

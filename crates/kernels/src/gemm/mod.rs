@@ -23,7 +23,6 @@
 //! cache blocks derived from this machine's caches (`blocking`).
 
 pub mod blocking;
-mod claims;
 mod driver;
 mod microkernel;
 mod pack;

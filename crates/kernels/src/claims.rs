@@ -1,15 +1,18 @@
-//! Work sharing inside a parallel GEMM: the units of C's split side (rows or columns)
-//! are dealt out in shares, one per part, and handed out a chunk at a time; a part
-//! that has finished its own share takes chunks from the back of the others'.
+//! Work sharing inside a parallel region: units of work (a GEMM's rows or columns of C,
+//! `team::map_init`'s items) are dealt out in shares, one per part, and handed out a
+//! chunk at a time; a part that has finished its own share takes chunks from the back
+//! of the others'.
 //!
 //! A static split leaves one thread waiting whenever the other is slower, and on a
 //! shared (virtual) machine one of them always is by a few percent: in an MLP-600
 //! training step at 2 threads, each thread waited 6–13% of the time at the ends of
-//! regions. Which thread computes a tile never changes its bits (every element is
-//! summed in the same k order by whichever tile covers it), so the split can follow
-//! the threads' speed. Owners take from the front and thieves from the back, so each
-//! part still computes most of the same share as last time (its rows of the weights
-//! stay in its cache between the forward pass and the SGD step).
+//! regions. Which thread computes a unit never changes its bits (every element of C is
+//! summed in the same k order by whichever tile covers it; an item's result does not
+//! depend on its thread), so the split can follow the threads' speed. Owners take from
+//! the front and thieves from the back, so each part still computes most of the same
+//! share as last time (its rows of the weights stay in its cache between the forward
+//! pass and the SGD step), and each claims from its own cache line: one counter shared
+//! by all would move between the cores on every claim.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
